@@ -1,1 +1,829 @@
-/* placeholder: being written */
+/*  test_payload.c - unit tests for evr_payload (byte-exact encoders).
+
+    Every expectation is the exact byte string a subscriber would receive
+    from OpenSIPS (evi reference sections 4.1, 4.2, 4.5 and 10).
+*/
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "evr_payload.h"
+
+//  A named string param from a C string literal.
+#define STR(n, v)                                                              \
+    {                                                                          \
+        .name = (n), .name_len = sizeof(n) - 1, .type = EVR_PARAM_STR,         \
+        .s = (v), .s_len = sizeof(v) - 1                                       \
+    }
+//  A named int param.
+#define INT(n, v)                                                              \
+    {                                                                          \
+        .name = (n), .name_len = sizeof(n) - 1, .type = EVR_PARAM_INT,         \
+        .i = (v)                                                               \
+    }
+//  A named null param.
+#define NUL(n)                                                                 \
+    {                                                                          \
+        .name = (n), .name_len = sizeof(n) - 1, .type = EVR_PARAM_NULL         \
+    }
+//  Positional (unnamed) params.
+#define USTR(v)                                                                \
+    {                                                                          \
+        .type = EVR_PARAM_STR, .s = (v), .s_len = sizeof(v) - 1                \
+    }
+#define UINT(v)                                                                \
+    {                                                                          \
+        .type = EVR_PARAM_INT, .i = (v)                                        \
+    }
+#define UNUL()                                                                 \
+    {                                                                          \
+        .type = EVR_PARAM_NULL                                                 \
+    }
+
+//  An event view over a name literal and a params array.
+#define EVENT(nm, arr)                                                         \
+    {                                                                          \
+        .name = (nm), .name_len = sizeof(nm) - 1, .params = (arr),             \
+        .nparams = sizeof(arr) / sizeof((arr)[0])                              \
+    }
+#define EVENT0(nm)                                                             \
+    {                                                                          \
+        .name = (nm), .name_len = sizeof(nm) - 1, .params = NULL, .nparams = 0 \
+    }
+
+//  Assert the buffer holds exactly the literal's bytes (NULs included).
+#define assert_buf(buf, lit) s_assert_buf((buf), (lit), sizeof(lit) - 1)
+
+//  --------------------------------------------------------------------------
+//  Print bytes with C escapes so a mismatch is readable.
+
+static void s_print_escaped(const char *label, const char *data, size_t len)
+{
+    print_message("%s (%zu bytes): \"", label, len);
+    for (size_t index = 0; index < len; index++) {
+        unsigned char c = (unsigned char)data[index];
+        if (c >= 0x20 && c < 0x7f && c != '\\' && c != '"')
+            print_message("%c", c);
+        else
+            print_message("\\x%02x", c);
+    }
+    print_message("\"\n");
+}
+
+//  --------------------------------------------------------------------------
+//  Fail unless buf holds exactly expected[0..len).
+
+static void s_assert_buf(const evr_buf_t *buf, const char *expected, size_t len)
+{
+    if (buf->len != len || (len && memcmp(buf->data, expected, len) != 0)) {
+        s_print_escaped("expected", expected, len);
+        s_print_escaped("actual  ", buf->data, buf->len);
+        fail_msg("payload bytes differ");
+    }
+    assert_true(buf->len <= buf->cap);
+}
+
+//  --------------------------------------------------------------------------
+//  A slow, obvious JSON string encoder (cJSON rules) used as the reference
+//  for the fast one. Writes into out (room for 6 * len + 2) and returns the
+//  length.
+
+static size_t s_ref_json(char *out, const unsigned char *s, size_t len)
+{
+    size_t n = 0;
+    out[n++] = '"';
+    for (size_t index = 0; index < len; index++) {
+        unsigned char c = s[index];
+        const char *short_esc = NULL;
+        switch (c) {
+            case '"':
+                short_esc = "\\\"";
+                break;
+            case '\\':
+                short_esc = "\\\\";
+                break;
+            case '\b':
+                short_esc = "\\b";
+                break;
+            case '\f':
+                short_esc = "\\f";
+                break;
+            case '\n':
+                short_esc = "\\n";
+                break;
+            case '\r':
+                short_esc = "\\r";
+                break;
+            case '\t':
+                short_esc = "\\t";
+                break;
+            default:
+                break;
+        }
+        if (short_esc) {
+            memcpy(out + n, short_esc, 2);
+            n += 2;
+        } else if (c < 0x20) {
+            sprintf(out + n, "\\u%04x", c);
+            n += 6;
+        } else
+            out[n++] = (char)c;
+    }
+    out[n++] = '"';
+    return n;
+}
+
+//  ==========================================================================
+//  evr_buf_t
+
+static void test_buf_append_reset_free(void **state)
+{
+    evr_buf_t buf = {0};
+    assert_int_equal(evr_buf_append(&buf, "abc", 3), 0);
+    assert_int_equal(evr_buf_append(&buf, NULL, 0), 0);
+    assert_int_equal(evr_buf_append(&buf, "de", 2), 0);
+    assert_buf(&buf, "abcde");
+    char *data = buf.data;
+    size_t cap = buf.cap;
+    evr_buf_reset(&buf);
+    assert_int_equal(buf.len, 0);
+    assert_ptr_equal(buf.data, data); //  memory kept
+    assert_int_equal(buf.cap, cap);
+    assert_int_equal(evr_buf_append(&buf, "x", 1), 0);
+    assert_buf(&buf, "x");
+    evr_buf_free(&buf);
+    assert_null(buf.data);
+    assert_int_equal(buf.len, 0);
+    assert_int_equal(buf.cap, 0);
+    //  a freed buffer is reusable
+    assert_int_equal(evr_buf_append(&buf, "y", 1), 0);
+    assert_buf(&buf, "y");
+    evr_buf_free(&buf);
+    evr_buf_free(&buf); //  twice is harmless
+}
+
+static void test_buf_growth(void **state)
+{
+    evr_buf_t buf = {0};
+    //  many small appends: contents intact, capacity grows geometrically
+    size_t reallocs = 0;
+    size_t last_cap = 0;
+    for (size_t index = 0; index < 100000; index++) {
+        char c = (char)('a' + index % 26);
+        assert_int_equal(evr_buf_append(&buf, &c, 1), 0);
+        if (buf.cap != last_cap) {
+            reallocs++;
+            last_cap = buf.cap;
+        }
+    }
+    assert_int_equal(buf.len, 100000);
+    assert_true(reallocs < 20);
+    for (size_t index = 0; index < 100000; index++)
+        assert_int_equal(buf.data[index], (char)('a' + index % 26));
+    //  one big append
+    size_t big = 3 * 1024 * 1024 + 7;
+    char *block = malloc(big);
+    assert_non_null(block);
+    memset(block, 'z', big);
+    assert_int_equal(evr_buf_append(&buf, block, big), 0);
+    assert_int_equal(buf.len, 100000 + big);
+    assert_memory_equal(buf.data + 100000, block, big);
+    free(block);
+    evr_buf_free(&buf);
+}
+
+static void test_buf_overflow_refused(void **state)
+{
+    //  sizes that cannot be allocated fail cleanly and change nothing; the
+    //  data pointer is never read because the size check comes first
+    evr_buf_t buf = {0};
+    assert_int_equal(evr_buf_append(&buf, "ab", 2), 0);
+    assert_int_equal(evr_buf_append(&buf, "x", SIZE_MAX), -1);
+    assert_int_equal(evr_buf_append(&buf, "x", SIZE_MAX - 1), -1);
+    assert_int_equal(evr_buf_append_json_string(&buf, "x", SIZE_MAX), -1);
+    assert_int_equal(evr_buf_append_json_string(&buf, "x", SIZE_MAX - 2), -1);
+    assert_int_equal(evr_buf_append_json_string(&buf, "x", SIZE_MAX / 2), -1);
+    assert_buf(&buf, "ab");
+    evr_buf_free(&buf);
+}
+
+//  ==========================================================================
+//  JSON string escaping
+
+static void test_json_string_basic(void **state)
+{
+    evr_buf_t buf = {0};
+    assert_int_equal(evr_buf_append_json_string(&buf, "hello", 5), 0);
+    assert_buf(&buf, "\"hello\"");
+    evr_buf_reset(&buf);
+    assert_int_equal(evr_buf_append_json_string(&buf, "", 0), 0);
+    assert_buf(&buf, "\"\"");
+    evr_buf_reset(&buf);
+    assert_int_equal(evr_buf_append_json_string(&buf, NULL, 0), 0);
+    assert_buf(&buf, "\"\"");
+    evr_buf_reset(&buf);
+    //  length is honoured, not NUL termination
+    assert_int_equal(evr_buf_append_json_string(&buf, "abcdef", 3), 0);
+    assert_buf(&buf, "\"abc\"");
+    //  appends after what is there
+    assert_int_equal(evr_buf_append_json_string(&buf, "d", 1), 0);
+    assert_buf(&buf, "\"abc\"\"d\"");
+    evr_buf_free(&buf);
+}
+
+static void test_json_string_short_escapes(void **state)
+{
+    evr_buf_t buf = {0};
+    const char in[] = "q\"b\\s\bf\fn\nr\rt\t.";
+    assert_int_equal(evr_buf_append_json_string(&buf, in, sizeof(in) - 1), 0);
+    assert_buf(&buf, "\"q\\\"b\\\\s\\bf\\fn\\nr\\rt\\t.\"");
+    evr_buf_free(&buf);
+}
+
+static void test_json_string_all_control_chars(void **state)
+{
+    //  every byte 0x00 - 0x1f, spelled out by hand
+    char in[32];
+    for (int c = 0; c < 32; c++)
+        in[c] = (char)c;
+    evr_buf_t buf = {0};
+    assert_int_equal(evr_buf_append_json_string(&buf, in, sizeof(in)), 0);
+    assert_buf(&buf, "\""
+                     "\\u0000\\u0001\\u0002\\u0003\\u0004\\u0005\\u0006\\u0007"
+                     "\\b\\t\\n\\u000b\\f\\r\\u000e\\u000f"
+                     "\\u0010\\u0011\\u0012\\u0013\\u0014\\u0015\\u0016\\u0017"
+                     "\\u0018\\u0019\\u001a\\u001b\\u001c\\u001d\\u001e\\u001f"
+                     "\"");
+    evr_buf_free(&buf);
+}
+
+static void test_json_string_raw_bytes(void **state)
+{
+    //  space, DEL, '/', '<', '>', '&', '\'', UTF-8 (2, 3, 4 bytes, U+2028,
+    //  U+2029) and invalid UTF-8 all pass through untouched
+    const char in[] = " \x7f/<>&'\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80"
+                      "\xe2\x80\xa8\xe2\x80\xa9\xff\x80\xfe";
+    evr_buf_t buf = {0};
+    assert_int_equal(evr_buf_append_json_string(&buf, in, sizeof(in) - 1), 0);
+    assert_buf(&buf, "\" \x7f/<>&'\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80"
+                     "\xe2\x80\xa8\xe2\x80\xa9\xff\x80\xfe\"");
+    evr_buf_free(&buf);
+}
+
+static void test_json_string_every_byte_every_position(void **state)
+{
+    //  each of the 256 byte values at each position of strings of length
+    //  1..24 (so on both sides of every 8-byte word boundary), against the
+    //  reference encoder
+    unsigned char in[24];
+    char expected[6 * sizeof(in) + 2];
+    evr_buf_t buf = {0};
+    for (size_t len = 1; len <= sizeof(in); len++) {
+        for (size_t pos = 0; pos < len; pos++) {
+            for (int c = 0; c < 256; c++) {
+                memset(in, 'a', sizeof(in));
+                in[pos] = (unsigned char)c;
+                size_t n = s_ref_json(expected, in, len);
+                evr_buf_reset(&buf);
+                assert_int_equal(
+                    evr_buf_append_json_string(&buf, (char *)in, len), 0);
+                s_assert_buf(&buf, expected, n);
+            }
+        }
+    }
+    //  and strings made only of bytes that need escaping, next to each
+    //  other, with no plain byte in between
+    for (size_t len = 1; len <= sizeof(in); len++) {
+        for (size_t index = 0; index < len; index++)
+            in[index] = (unsigned char)("\"\\\n\x01\x1f"[index % 5]);
+        size_t n = s_ref_json(expected, in, len);
+        evr_buf_reset(&buf);
+        assert_int_equal(evr_buf_append_json_string(&buf, (char *)in, len), 0);
+        s_assert_buf(&buf, expected, n);
+    }
+    evr_buf_free(&buf);
+}
+
+static void test_json_string_large(void **state)
+{
+    //  1 MiB of pseudo-random bytes (lots of escapes: output grows up to
+    //  6x), into a buffer that already holds data
+    size_t len = 1024 * 1024;
+    unsigned char *in = malloc(len);
+    char *expected = malloc(6 * len + 2);
+    assert_non_null(in);
+    assert_non_null(expected);
+    uint32_t x = 12345;
+    for (size_t index = 0; index < len; index++) {
+        x = x * 1103515245u + 12345u;
+        unsigned char c = (unsigned char)(x >> 16);
+        //  mostly plain text with some specials, so both paths run
+        in[index] = (x >> 8) % 8 == 0 ? c : (unsigned char)('a' + c % 26);
+    }
+    size_t n = s_ref_json(expected, in, len);
+    evr_buf_t buf = {0};
+    assert_int_equal(evr_buf_append(&buf, "prefix", 6), 0);
+    assert_int_equal(evr_buf_append_json_string(&buf, (char *)in, len), 0);
+    assert_int_equal(buf.len, 6 + n);
+    assert_memory_equal(buf.data, "prefix", 6);
+    assert_memory_equal(buf.data + 6, expected, n);
+
+    //  all control bytes: the worst case, 6 output bytes per input byte
+    memset(in, 0x01, len);
+    evr_buf_reset(&buf);
+    assert_int_equal(evr_buf_append_json_string(&buf, (char *)in, len), 0);
+    assert_int_equal(buf.len, 6 * len + 2);
+    assert_memory_equal(buf.data + 1 + 6 * (len - 1), "\\u0001\"", 7);
+
+    free(in);
+    free(expected);
+    evr_buf_free(&buf);
+}
+
+//  ==========================================================================
+//  JSON-RPC notifications
+
+static void test_jsonrpc_reference_examples(void **state)
+{
+    evr_buf_t buf = {0};
+
+    evr_param_t pike[] = {STR("ip", "192.168.2.11")};
+    evr_event_view_t ev1 = EVENT("E_PIKE_BLOCKED", pike);
+    assert_int_equal(evr_payload_jsonrpc(&buf, &ev1, NULL), 0);
+    assert_buf(&buf, "{\"jsonrpc\":\"2.0\",\"method\":\"E_PIKE_BLOCKED\","
+                     "\"params\":{\"ip\":\"192.168.2.11\"}}");
+
+    evr_param_t mine[] = {UINT(5), UINT(3)};
+    evr_event_view_t ev2 = EVENT("E_MY_EVENT", mine);
+    evr_buf_reset(&buf);
+    assert_int_equal(evr_payload_jsonrpc(&buf, &ev2, NULL), 0);
+    assert_buf(
+        &buf,
+        "{\"jsonrpc\":\"2.0\",\"method\":\"E_MY_EVENT\",\"params\":[5,3]}");
+
+    evr_event_view_t ev3 = EVENT0("E_NO_PARAMS");
+    evr_buf_reset(&buf);
+    assert_int_equal(evr_payload_jsonrpc(&buf, &ev3, NULL), 0);
+    assert_buf(&buf, "{\"jsonrpc\":\"2.0\",\"method\":\"E_NO_PARAMS\"}");
+
+    evr_param_t x[] = {INT("a", 1)};
+    evr_event_view_t ev4 = EVENT("E_X", x);
+    evr_jsonrpc_opts_t opts = {.id = 915243442};
+    evr_buf_reset(&buf);
+    assert_int_equal(evr_payload_jsonrpc(&buf, &ev4, &opts), 0);
+    assert_buf(&buf, "{\"id\":915243442,\"jsonrpc\":\"2.0\",\"method\":\"E_X\","
+                     "\"params\":{\"a\":1}}");
+    evr_buf_free(&buf);
+}
+
+static void test_jsonrpc_id(void **state)
+{
+    evr_buf_t buf = {0};
+    evr_event_view_t ev = EVENT0("E_NO_PARAMS");
+    //  id 0 is a notification: no "id" key at all
+    evr_jsonrpc_opts_t opts = {.id = 0};
+    assert_int_equal(evr_payload_jsonrpc(&buf, &ev, &opts), 0);
+    assert_buf(&buf, "{\"jsonrpc\":\"2.0\",\"method\":\"E_NO_PARAMS\"}");
+    opts.id = 1;
+    evr_buf_reset(&buf);
+    assert_int_equal(evr_payload_jsonrpc(&buf, &ev, &opts), 0);
+    assert_buf(&buf,
+               "{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"E_NO_PARAMS\"}");
+    opts.id = UINT64_MAX;
+    evr_buf_reset(&buf);
+    assert_int_equal(evr_payload_jsonrpc(&buf, &ev, &opts), 0);
+    assert_buf(&buf, "{\"id\":18446744073709551615,\"jsonrpc\":\"2.0\","
+                     "\"method\":\"E_NO_PARAMS\"}");
+    evr_buf_free(&buf);
+}
+
+static void test_jsonrpc_method(void **state)
+{
+    evr_buf_t buf = {0};
+    evr_param_t params[] = {UINT(7)};
+    evr_event_view_t ev = EVENT("E_CALL", params);
+    evr_jsonrpc_opts_t opts = {.method = "notify_me"};
+    assert_int_equal(evr_payload_jsonrpc(&buf, &ev, &opts), 0);
+    assert_buf(&buf,
+               "{\"jsonrpc\":\"2.0\",\"method\":\"notify_me\",\"params\":[7]}");
+    //  a method is escaped like any string
+    opts.method = "a\"b\\c\x01";
+    evr_buf_reset(&buf);
+    assert_int_equal(evr_payload_jsonrpc(&buf, &ev, &opts), 0);
+    assert_buf(&buf, "{\"jsonrpc\":\"2.0\",\"method\":\"a\\\"b\\\\c\\u0001\","
+                     "\"params\":[7]}");
+    //  so is an event name
+    evr_event_view_t odd = EVENT("E_\"Q\"\n", params);
+    evr_buf_reset(&buf);
+    assert_int_equal(evr_payload_jsonrpc(&buf, &odd, NULL), 0);
+    assert_buf(&buf, "{\"jsonrpc\":\"2.0\",\"method\":\"E_\\\"Q\\\"\\n\","
+                     "\"params\":[7]}");
+    evr_buf_free(&buf);
+}
+
+static void test_jsonrpc_values(void **state)
+{
+    evr_buf_t buf = {0};
+    evr_param_t params[] = {INT("zero", 0),        INT("neg", -42),
+                            INT("min", INT64_MIN), INT("max", INT64_MAX),
+                            STR("empty", ""),      NUL("null"),
+                            STR("s", "x\ty"),      INT("m1", -1)};
+    evr_event_view_t ev = EVENT("E_V", params);
+    assert_int_equal(evr_payload_jsonrpc(&buf, &ev, NULL), 0);
+    assert_buf(&buf,
+               "{\"jsonrpc\":\"2.0\",\"method\":\"E_V\",\"params\":{"
+               "\"zero\":0,\"neg\":-42,"
+               "\"min\":-9223372036854775808,"
+               "\"max\":9223372036854775807,"
+               "\"empty\":\"\",\"null\":null,\"s\":\"x\\ty\",\"m1\":-1}}");
+
+    evr_param_t positional[] = {UNUL(), USTR(""), UINT(INT64_MIN),
+                                USTR("\x7f/<")};
+    evr_event_view_t ev2 = EVENT("E_P", positional);
+    evr_buf_reset(&buf);
+    assert_int_equal(evr_payload_jsonrpc(&buf, &ev2, NULL), 0);
+    assert_buf(&buf, "{\"jsonrpc\":\"2.0\",\"method\":\"E_P\",\"params\":["
+                     "null,\"\",-9223372036854775808,\"\x7f/<\"]}");
+
+    //  a STR param with no bytes at all (s == NULL) is an empty string
+    evr_param_t nostr[] = {{.name = "k", .name_len = 1, .type = EVR_PARAM_STR}};
+    evr_event_view_t ev3 = EVENT("E_S", nostr);
+    evr_buf_reset(&buf);
+    assert_int_equal(evr_payload_jsonrpc(&buf, &ev3, NULL), 0);
+    assert_buf(
+        &buf,
+        "{\"jsonrpc\":\"2.0\",\"method\":\"E_S\",\"params\":{\"k\":\"\"}}");
+    evr_buf_free(&buf);
+}
+
+static void test_jsonrpc_keys_escaped(void **state)
+{
+    evr_buf_t buf = {0};
+    evr_param_t params[] = {STR("a\"b", "1"),     STR("c\\d", "2"),
+                            STR("e\nf\x1f", "3"), STR("\xc3\xa9/<", "4"),
+                            STR("dup", "5"),      STR("dup", "6")};
+    evr_event_view_t ev = EVENT("E_K", params);
+    assert_int_equal(evr_payload_jsonrpc(&buf, &ev, NULL), 0);
+    assert_buf(&buf, "{\"jsonrpc\":\"2.0\",\"method\":\"E_K\",\"params\":{"
+                     "\"a\\\"b\":\"1\",\"c\\\\d\":\"2\",\"e\\nf\\u001f\":\"3\","
+                     "\"\xc3\xa9/<\":\"4\",\"dup\":\"5\",\"dup\":\"6\"}}");
+    evr_buf_free(&buf);
+}
+
+static void test_jsonrpc_mixed_named_unnamed(void **state)
+{
+    evr_buf_t buf = {0};
+    //  first param named: an object; a later unnamed param gets key ""
+    evr_param_t obj[] = {INT("a", 1), UINT(2), STR("c", "3")};
+    evr_event_view_t ev = EVENT("E_M", obj);
+    assert_int_equal(evr_payload_jsonrpc(&buf, &ev, NULL), 0);
+    assert_buf(&buf, "{\"jsonrpc\":\"2.0\",\"method\":\"E_M\",\"params\":{"
+                     "\"a\":1,\"\":2,\"c\":\"3\"}}");
+    //  first param unnamed: an array; later names are dropped
+    evr_param_t arr[] = {UINT(1), INT("b", 2), NUL("c")};
+    evr_event_view_t ev2 = EVENT("E_M", arr);
+    evr_buf_reset(&buf);
+    assert_int_equal(evr_payload_jsonrpc(&buf, &ev2, NULL), 0);
+    assert_buf(
+        &buf, "{\"jsonrpc\":\"2.0\",\"method\":\"E_M\",\"params\":[1,2,null]}");
+    //  an empty (non-NULL) name still makes an object
+    evr_param_t empty_name[] = {{.name = "", .type = EVR_PARAM_INT, .i = 9}};
+    evr_event_view_t ev3 = EVENT("E_M", empty_name);
+    evr_buf_reset(&buf);
+    assert_int_equal(evr_payload_jsonrpc(&buf, &ev3, NULL), 0);
+    assert_buf(&buf,
+               "{\"jsonrpc\":\"2.0\",\"method\":\"E_M\",\"params\":{\"\":9}}");
+    evr_buf_free(&buf);
+}
+
+static void test_jsonrpc_event_param(void **state)
+{
+    evr_buf_t buf = {0};
+    evr_jsonrpc_opts_t opts = {.event_param = "event"};
+
+    //  object: first key
+    evr_param_t obj[] = {STR("ip", "10.0.0.1"), INT("n", 2)};
+    evr_event_view_t ev = EVENT("E_PIKE_BLOCKED", obj);
+    assert_int_equal(evr_payload_jsonrpc(&buf, &ev, &opts), 0);
+    assert_buf(&buf, "{\"jsonrpc\":\"2.0\",\"method\":\"E_PIKE_BLOCKED\","
+                     "\"params\":{\"event\":\"E_PIKE_BLOCKED\","
+                     "\"ip\":\"10.0.0.1\",\"n\":2}}");
+
+    //  array: first element
+    evr_param_t arr[] = {UINT(5), USTR("x")};
+    evr_event_view_t ev2 = EVENT("E_MY_EVENT", arr);
+    evr_buf_reset(&buf);
+    assert_int_equal(evr_payload_jsonrpc(&buf, &ev2, &opts), 0);
+    assert_buf(&buf, "{\"jsonrpc\":\"2.0\",\"method\":\"E_MY_EVENT\","
+                     "\"params\":[\"E_MY_EVENT\",5,\"x\"]}");
+
+    //  no params: left out with them
+    evr_event_view_t ev3 = EVENT0("E_NO_PARAMS");
+    evr_buf_reset(&buf);
+    assert_int_equal(evr_payload_jsonrpc(&buf, &ev3, &opts), 0);
+    assert_buf(&buf, "{\"jsonrpc\":\"2.0\",\"method\":\"E_NO_PARAMS\"}");
+
+    //  together with id and method; key and name escaped
+    evr_jsonrpc_opts_t all = {
+        .id = 3, .method = "m", .event_param = "ev\"name"};
+    evr_event_view_t ev4 = EVENT("E_\\X", obj);
+    evr_buf_reset(&buf);
+    assert_int_equal(evr_payload_jsonrpc(&buf, &ev4, &all), 0);
+    assert_buf(&buf, "{\"id\":3,\"jsonrpc\":\"2.0\",\"method\":\"m\","
+                     "\"params\":{\"ev\\\"name\":\"E_\\\\X\","
+                     "\"ip\":\"10.0.0.1\",\"n\":2}}");
+    evr_buf_free(&buf);
+}
+
+static void test_jsonrpc_appends(void **state)
+{
+    //  encoders append: what is in the buffer stays
+    evr_buf_t buf = {0};
+    evr_event_view_t ev = EVENT0("E_A");
+    assert_int_equal(evr_payload_jsonrpc(&buf, &ev, NULL), 0);
+    assert_int_equal(evr_payload_jsonrpc(&buf, &ev, NULL), 0);
+    assert_buf(&buf, "{\"jsonrpc\":\"2.0\",\"method\":\"E_A\"}"
+                     "{\"jsonrpc\":\"2.0\",\"method\":\"E_A\"}");
+    evr_buf_free(&buf);
+}
+
+static void test_jsonrpc_large(void **state)
+{
+    //  many params with big values: the buffer grows from empty
+    enum { NPARAMS = 100, VLEN = 10000 };
+    char *value = malloc(VLEN);
+    assert_non_null(value);
+    for (size_t index = 0; index < VLEN; index++)
+        value[index] = index % 100 == 99 ? '"' : 'v';
+    evr_param_t params[NPARAMS];
+    for (size_t index = 0; index < NPARAMS; index++)
+        params[index] = (evr_param_t){.name = "k",
+                                      .name_len = 1,
+                                      .type = EVR_PARAM_STR,
+                                      .s = value,
+                                      .s_len = VLEN};
+    evr_event_view_t ev = {
+        .name = "E_BIG", .name_len = 5, .params = params, .nparams = NPARAMS};
+    evr_buf_t buf = {0};
+    assert_int_equal(evr_payload_jsonrpc(&buf, &ev, NULL), 0);
+
+    //  build the expectation piece by piece
+    size_t esc_len = VLEN + VLEN / 100; //  one '\' per '"'
+    size_t cap = 64 + NPARAMS * (esc_len + 8);
+    char *expected = malloc(cap);
+    assert_non_null(expected);
+    size_t n = 0;
+    n += (size_t)sprintf(expected + n,
+                         "{\"jsonrpc\":\"2.0\",\"method\":\"E_BIG\","
+                         "\"params\":{");
+    for (size_t index = 0; index < NPARAMS; index++) {
+        if (index)
+            expected[n++] = ',';
+        memcpy(expected + n, "\"k\":", 4);
+        n += 4;
+        n += s_ref_json(expected + n, (unsigned char *)value, VLEN);
+    }
+    memcpy(expected + n, "}}", 2);
+    n += 2;
+    s_assert_buf(&buf, expected, n);
+    free(expected);
+    free(value);
+    evr_buf_free(&buf);
+}
+
+//  ==========================================================================
+//  legacy (<= 3.0) text
+
+static void test_legacy_basic(void **state)
+{
+    evr_buf_t buf = {0};
+    evr_param_t params[] = {STR("ip", "192.168.2.11"),
+                            INT("n", -7),
+                            NUL("none"),
+                            STR("empty", ""),
+                            UINT(42),
+                            USTR("pos"),
+                            UNUL()};
+    evr_event_view_t ev = EVENT("E_PIKE_BLOCKED", params);
+    assert_int_equal(evr_payload_legacy(&buf, &ev), 0);
+    assert_buf(&buf, "E_PIKE_BLOCKED\n"
+                     "ip::192.168.2.11\n"
+                     "n::-7\n"
+                     "none::\n"
+                     "empty::\n"
+                     "42\n"
+                     "pos\n"
+                     "\n"
+                     "\n");
+    evr_buf_free(&buf);
+}
+
+static void test_legacy_no_params(void **state)
+{
+    evr_buf_t buf = {0};
+    evr_event_view_t ev = EVENT0("E_NO_PARAMS");
+    assert_int_equal(evr_payload_legacy(&buf, &ev), 0);
+    assert_buf(&buf, "E_NO_PARAMS\n\n");
+    evr_buf_free(&buf);
+}
+
+static void test_legacy_quoting(void **state)
+{
+    evr_buf_t buf = {0};
+    evr_param_t params[] = {
+        //  a newline: quoted, inner quotes escaped, backslashes as they are
+        STR("multi", "say \"hi\"\nto \\ \"all\""),
+        //  no newline: written as it is, quotes and all
+        STR("plain", "a \"quoted\" word"),
+        //  only a newline
+        STR("nl", "\n"),
+        //  quote at the edges, unnamed
+        USTR("\"\n\""),
+        INT("min", INT64_MIN),
+        INT("max", INT64_MAX),
+    };
+    evr_event_view_t ev = EVENT("E_Q", params);
+    assert_int_equal(evr_payload_legacy(&buf, &ev), 0);
+    assert_buf(&buf, "E_Q\n"
+                     "multi::\"say \\\"hi\\\"\nto \\ \\\"all\\\"\"\n"
+                     "plain::a \"quoted\" word\n"
+                     "nl::\"\n\"\n"
+                     "\"\\\"\n\\\"\"\n"
+                     "min::-9223372036854775808\n"
+                     "max::9223372036854775807\n"
+                     "\n");
+    evr_buf_free(&buf);
+}
+
+//  ==========================================================================
+//  flatstore lines
+
+static void test_flatstore_basic(void **state)
+{
+    evr_buf_t buf = {0};
+    evr_param_t params[] = {
+        STR("ip", "192.168.2.11"), INT("n", -3),    NUL("none"),
+        STR("empty", ""),          UINT(INT64_MAX), USTR("last")};
+    evr_event_view_t ev = EVENT("E_PIKE_BLOCKED", params);
+    assert_int_equal(evr_payload_flatstore(&buf, &ev, ",", false), 0);
+    assert_buf(&buf,
+               "E_PIKE_BLOCKED,192.168.2.11,-3,,,9223372036854775807,last\n");
+    //  suppress_name: the line starts with the first value
+    evr_buf_reset(&buf);
+    assert_int_equal(evr_payload_flatstore(&buf, &ev, ",", true), 0);
+    assert_buf(&buf, "192.168.2.11,-3,,,9223372036854775807,last\n");
+    //  NULL delimiter: the OpenSIPS default ","
+    evr_buf_reset(&buf);
+    assert_int_equal(evr_payload_flatstore(&buf, &ev, NULL, false), 0);
+    assert_buf(&buf,
+               "E_PIKE_BLOCKED,192.168.2.11,-3,,,9223372036854775807,last\n");
+    evr_buf_free(&buf);
+}
+
+static void test_flatstore_no_params(void **state)
+{
+    evr_buf_t buf = {0};
+    evr_event_view_t ev = EVENT0("E_NO_PARAMS");
+    assert_int_equal(evr_payload_flatstore(&buf, &ev, ",", false), 0);
+    assert_buf(&buf, "E_NO_PARAMS\n");
+    evr_buf_reset(&buf);
+    assert_int_equal(evr_payload_flatstore(&buf, &ev, ",", true), 0);
+    assert_buf(&buf, "\n");
+    evr_buf_free(&buf);
+}
+
+static void test_flatstore_first_param_empty(void **state)
+{
+    //  suppress_name with an empty first field: the line starts with the
+    //  delimiter of the second
+    evr_buf_t buf = {0};
+    evr_param_t params[] = {NUL("a"), INT("b", 1)};
+    evr_event_view_t ev = EVENT("E_F", params);
+    assert_int_equal(evr_payload_flatstore(&buf, &ev, ",", true), 0);
+    assert_buf(&buf, ",1\n");
+    evr_buf_reset(&buf);
+    evr_param_t one[] = {NUL("a")};
+    evr_event_view_t ev2 = EVENT("E_F", one);
+    assert_int_equal(evr_payload_flatstore(&buf, &ev2, ",", true), 0);
+    assert_buf(&buf, "\n");
+    evr_buf_reset(&buf);
+    assert_int_equal(evr_payload_flatstore(&buf, &ev2, ",", false), 0);
+    assert_buf(&buf, "E_F,\n");
+    evr_buf_free(&buf);
+}
+
+static void test_flatstore_delimiter_replaced(void **state)
+{
+    evr_buf_t buf = {0};
+    char value[] = "a,b,,c,";
+    evr_param_t params[] = {{.name = "v",
+                             .name_len = 1,
+                             .type = EVR_PARAM_STR,
+                             .s = value,
+                             .s_len = sizeof(value) - 1},
+                            STR("nl", "line1\nline2"), //  newlines raw
+                            STR("other", "x;y|z\t")};
+    evr_event_view_t ev = EVENT("E_D", params);
+    assert_int_equal(evr_payload_flatstore(&buf, &ev, ",", false), 0);
+    assert_buf(&buf, "E_D,a b  c ,line1\nline2,x;y|z\t\n");
+    //  the input is never modified
+    assert_string_equal(value, "a,b,,c,");
+    //  a single-char delimiter other than ','
+    evr_buf_reset(&buf);
+    assert_int_equal(evr_payload_flatstore(&buf, &ev, ";", false), 0);
+    assert_buf(&buf, "E_D;a,b,,c,;line1\nline2;x y|z\t\n");
+    //  the event name is written as it is, delimiter and all
+    evr_event_view_t named = EVENT("E,N", params);
+    evr_buf_reset(&buf);
+    assert_int_equal(evr_payload_flatstore(&buf, &named, ",", false), 0);
+    assert_buf(&buf, "E,N,a b  c ,line1\nline2,x;y|z\t\n");
+    evr_buf_free(&buf);
+}
+
+static void test_flatstore_multichar_delimiter(void **state)
+{
+    evr_buf_t buf = {0};
+    evr_param_t params[] = {STR("a", "x||y|z"), INT("b", 12), STR("c", "p,q"),
+                            NUL("d"), STR("e", "|")};
+    evr_event_view_t ev = EVENT("E_MC", params);
+    //  only the delimiter's FIRST character is replaced, wherever it is
+    assert_int_equal(evr_payload_flatstore(&buf, &ev, "|,", false), 0);
+    assert_buf(&buf, "E_MC|,x  y z|,12|,p,q|,|, \n");
+    evr_buf_reset(&buf);
+    assert_int_equal(evr_payload_flatstore(&buf, &ev, "|,", true), 0);
+    assert_buf(&buf, "x  y z|,12|,p,q|,|, \n");
+    evr_buf_reset(&buf);
+    assert_int_equal(evr_payload_flatstore(&buf, &ev, " :: ", false), 0);
+    assert_buf(&buf, "E_MC :: x||y|z :: 12 :: p,q ::  :: |\n");
+    evr_buf_free(&buf);
+}
+
+static void test_flatstore_large(void **state)
+{
+    enum { VLEN = 200000 };
+    char *value = malloc(VLEN);
+    char *expected = malloc(VLEN + 16);
+    assert_non_null(value);
+    assert_non_null(expected);
+    for (size_t index = 0; index < VLEN; index++)
+        value[index] = index % 7 == 0 ? ',' : (char)('a' + index % 26);
+    evr_param_t params[] = {{.name = "v",
+                             .name_len = 1,
+                             .type = EVR_PARAM_STR,
+                             .s = value,
+                             .s_len = VLEN}};
+    evr_event_view_t ev = EVENT("E_L", params);
+    evr_buf_t buf = {0};
+    assert_int_equal(evr_payload_flatstore(&buf, &ev, ",", false), 0);
+    memcpy(expected, "E_L,", 4);
+    for (size_t index = 0; index < VLEN; index++)
+        expected[4 + index] = value[index] == ',' ? ' ' : value[index];
+    expected[4 + VLEN] = '\n';
+    s_assert_buf(&buf, expected, VLEN + 5);
+    assert_int_equal(value[0], ','); //  input untouched
+    free(value);
+    free(expected);
+    evr_buf_free(&buf);
+}
+
+//  ==========================================================================
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_buf_append_reset_free),
+        cmocka_unit_test(test_buf_growth),
+        cmocka_unit_test(test_buf_overflow_refused),
+        cmocka_unit_test(test_json_string_basic),
+        cmocka_unit_test(test_json_string_short_escapes),
+        cmocka_unit_test(test_json_string_all_control_chars),
+        cmocka_unit_test(test_json_string_raw_bytes),
+        cmocka_unit_test(test_json_string_every_byte_every_position),
+        cmocka_unit_test(test_json_string_large),
+        cmocka_unit_test(test_jsonrpc_reference_examples),
+        cmocka_unit_test(test_jsonrpc_id),
+        cmocka_unit_test(test_jsonrpc_method),
+        cmocka_unit_test(test_jsonrpc_values),
+        cmocka_unit_test(test_jsonrpc_keys_escaped),
+        cmocka_unit_test(test_jsonrpc_mixed_named_unnamed),
+        cmocka_unit_test(test_jsonrpc_event_param),
+        cmocka_unit_test(test_jsonrpc_appends),
+        cmocka_unit_test(test_jsonrpc_large),
+        cmocka_unit_test(test_legacy_basic),
+        cmocka_unit_test(test_legacy_no_params),
+        cmocka_unit_test(test_legacy_quoting),
+        cmocka_unit_test(test_flatstore_basic),
+        cmocka_unit_test(test_flatstore_no_params),
+        cmocka_unit_test(test_flatstore_first_param_empty),
+        cmocka_unit_test(test_flatstore_delimiter_replaced),
+        cmocka_unit_test(test_flatstore_multichar_delimiter),
+        cmocka_unit_test(test_flatstore_large),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
