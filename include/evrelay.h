@@ -34,22 +34,22 @@ typedef struct _evr_event_t evr_event_t;
 //  Client options; zero-initialise, then set what you need. A zero field
 //  takes its default (include/evr_defaults.h).
 typedef struct {
-    size_t queue_events; //  caller-side queue bound (events)
+    size_t queue_events;  //  caller-side queue bound (events)
     size_t window_events; //  sent but unacked bound (events)
-    size_t batch_events; //  events per publish message
-    int linger_ms; //  wait for a fuller batch at most this long
-    int resend_ms; //  first resend timeout; doubles per retry
+    size_t batch_events;  //  events per publish message
+    int linger_ms;        //  wait for a fuller batch at most this long
+    int resend_ms;        //  first resend timeout; doubles per retry
 } evr_client_opts_t;
 
 //  Counters of one client. Everything the client dropped is here.
 typedef struct {
-    uint64_t raised; //  evr_raise() calls accepted into the queue
-    uint64_t sent; //  events sent (first time)
-    uint64_t acked; //  events acknowledged by a relay
-    uint64_t resent; //  events sent again after a timeout
-    uint64_t dropped; //  events dropped because the queue was full
-    uint64_t rejected; //  events a relay refused (too large, malformed)
-    uint64_t queued; //  events waiting in the queue now
+    uint64_t raised;    //  evr_raise() calls accepted into the queue
+    uint64_t sent;      //  events sent (first time)
+    uint64_t acked;     //  events acknowledged by a relay
+    uint64_t resent;    //  events sent again after a timeout
+    uint64_t dropped;   //  events dropped because the queue was full
+    uint64_t rejected;  //  events a relay refused (too large, malformed)
+    uint64_t queued;    //  events waiting in the queue now
     uint64_t in_flight; //  events sent and not yet acked now
 } evr_client_stats_t;
 

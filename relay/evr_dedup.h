@@ -18,9 +18,9 @@
 #include <stdint.h>
 
 typedef enum {
-    EVR_DEDUP_NEW = 0, //  first time seen: deliver
+    EVR_DEDUP_NEW = 0,   //  first time seen: deliver
     EVR_DEDUP_DUPLICATE, //  seen before: drop, count
-    EVR_DEDUP_STALE //  older than the window: unknown, deliver, count
+    EVR_DEDUP_STALE      //  older than the window: unknown, deliver, count
 } evr_dedup_result_t;
 
 typedef struct _evr_dedup_t evr_dedup_t;

@@ -37,8 +37,8 @@ int evr_buf_append_json_string(evr_buf_t *buf, const char *s, size_t len);
 
 //  Options for the JSON-RPC notification.
 typedef struct {
-    uint64_t id; //  0 = notification (no "id" key); else put first
-    const char *method; //  NULL = the event name
+    uint64_t id;             //  0 = notification (no "id" key); else put first
+    const char *method;      //  NULL = the event name
     const char *event_param; //  NULL = none; else event_stream's event_param
 } evr_jsonrpc_opts_t;
 

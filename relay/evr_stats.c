@@ -1,1 +1,52 @@
-/* placeholder: being written */
+/*  evr_stats.c - the relay's own counters and their names. */
+#include "evr_stats.h"
+
+#include <stddef.h>
+
+typedef struct {
+    const char *name;
+    size_t offset;
+} s_name_t;
+
+#define S_IN(f)                                                                \
+    {                                                                          \
+#f, offsetof(evr_ingest_stats_t, f)                                    \
+    }
+#define S_CT(f)                                                                \
+    {                                                                          \
+#f, offsetof(evr_control_stats_t, f)                                   \
+    }
+
+static const s_name_t s_ingest[] = {
+    S_IN(batches),         S_IN(received),    S_IN(delivered_to_queues),
+    S_IN(duplicates),      S_IN(stale),       S_IN(malformed),
+    S_IN(too_large),       S_IN(bad_version), S_IN(rejected),
+    S_IN(no_subscribers),  S_IN(queue_full),  S_IN(producers_evicted),
+    S_IN(events_overflow), {NULL, 0}};
+
+static const s_name_t s_control[] = {S_CT(requests),  S_CT(errors),
+                                     S_CT(malformed), S_CT(too_large),
+                                     S_CT(expired),   {NULL, 0}};
+
+//  Render counters named by table as a JSON object.
+static json_t *s_render(const void *stats, const s_name_t *table)
+{
+    json_t *obj = json_object();
+    for (const s_name_t *n = table; obj && n->name; n++) {
+        uint64_t v = *(const uint64_t *)((const char *)stats + n->offset);
+        json_object_set_new(obj, n->name, json_integer((json_int_t)v));
+    }
+    return obj;
+}
+
+//  Render the ingest counters as a JSON object.
+json_t *evr_stats_ingest_json(const evr_ingest_stats_t *stats)
+{
+    return s_render(stats, s_ingest);
+}
+
+//  Render the control counters as a JSON object.
+json_t *evr_stats_control_json(const evr_control_stats_t *stats)
+{
+    return s_render(stats, s_control);
+}

@@ -30,10 +30,10 @@ typedef struct _evr_table_t evr_table_t;
 //  What subscribe did.
 typedef enum {
     EVR_TABLE_ERROR = -1, //  bad event name or registry full
-    EVR_TABLE_ADDED = 0, //  new entry; the table took `target`
-    EVR_TABLE_REFRESHED, //  existing entry refreshed; `target` not taken
-    EVR_TABLE_REMOVED, //  expire 0 removed an entry; `target` not taken
-    EVR_TABLE_NOT_FOUND //  expire 0, nothing matched; `target` not taken
+    EVR_TABLE_ADDED = 0,  //  new entry; the table took `target`
+    EVR_TABLE_REFRESHED,  //  existing entry refreshed; `target` not taken
+    EVR_TABLE_REMOVED,    //  expire 0 removed an entry; `target` not taken
+    EVR_TABLE_NOT_FOUND   //  expire 0, nothing matched; `target` not taken
 } evr_table_result_t;
 
 //  A read-only view of one subscription, valid during a callback.
@@ -42,9 +42,9 @@ typedef struct {
     int event_id;
     const char *socket; //  canonical socket string
     const char *match_key;
-    int64_t expire_s; //  EVR_EXPIRE_NEVER or >= 1
+    int64_t expire_s;   //  EVR_EXPIRE_NEVER or >= 1
     int64_t sub_time_s; //  when (re)subscribed, seconds since the epoch
-    int64_t ttl_s; //  seconds left; 0 = "expired"; -1 = never expires
+    int64_t ttl_s;      //  seconds left; 0 = "expired"; -1 = never expires
     void *target;
 } evr_sub_info_t;
 
@@ -78,9 +78,8 @@ int evr_table_event_id(const evr_table_t *self, const char *name);
 //  permanent, as in OpenSIPS). Registers the event if needed.
 evr_table_result_t evr_table_subscribe(evr_table_t *self, const char *event,
                                        const char *socket,
-                                       const char *match_key,
-                                       int64_t expire_s, int64_t now_ms,
-                                       void *target);
+                                       const char *match_key, int64_t expire_s,
+                                       int64_t now_ms, void *target);
 
 //  Call fn for each live subscription of event, newest first, removing
 //  expired ones on the way. If the event is unknown it is registered (if
@@ -90,9 +89,8 @@ size_t evr_table_lookup(evr_table_t *self, const char *event, int64_t now_ms,
 
 //  Find one live subscription by match key. Returns 0 and fills *info
 //  (valid until the next table call), or -1.
-int evr_table_find(evr_table_t *self, const char *event,
-                   const char *match_key, int64_t now_ms,
-                   evr_sub_info_t *info);
+int evr_table_find(evr_table_t *self, const char *event, const char *match_key,
+                   int64_t now_ms, evr_sub_info_t *info);
 
 //  Call fn for every registered event, in id order.
 void evr_table_events(const evr_table_t *self, evr_table_event_fn *fn,

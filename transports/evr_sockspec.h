@@ -28,8 +28,7 @@ typedef struct _evr_sockspec_t evr_sockspec_t;
 //  Parse a socket string. On success returns a new spec; on failure
 //  returns NULL and writes a one-line reason (naming the transport or the
 //  faulty part) into err (errlen bytes, always NUL-terminated).
-evr_sockspec_t *evr_sockspec_parse(const char *text, char *err,
-                                   size_t errlen);
+evr_sockspec_t *evr_sockspec_parse(const char *text, char *err, size_t errlen);
 
 //  Destroy a spec and NULL the pointer. Safe on NULL.
 void evr_sockspec_destroy(evr_sockspec_t **self_p);

@@ -1,0 +1,54 @@
+/*  evr_relay.h - the relay core: ingest, control, table, dispatch.
+
+    One thread (the caller of evr_relay_run) owns the ingest and control
+    ROUTER sockets, the subscription table, the target registry and the
+    de-duplication windows, so none of them needs a lock. Delivery happens
+    in the worker threads (evr_worker). The functions below other than
+    new/destroy/run are for evr_control, which runs in the same thread.
+*/
+#ifndef EVR_RELAY_H_INCLUDED
+#define EVR_RELAY_H_INCLUDED
+
+#include "evr_config.h"
+#include "evr_event.h"
+#include "evr_table.h"
+#include <jansson.h>
+
+typedef struct _evr_relay_t evr_relay_t;
+
+//  Create the relay: bind its sockets, start the workers, add the static
+//  subscriptions of cfg (which must outlive the relay). NULL with a reason
+//  in err on failure.
+evr_relay_t *evr_relay_new(const evr_config_t *cfg, char *err, size_t errlen);
+
+//  Stop the workers, close everything, free, NULL the pointer.
+void evr_relay_destroy(evr_relay_t **self_p);
+
+//  Serve until SIGINT/SIGTERM. SIGHUP reopens every flatstore file.
+//  Returns 0 on a clean stop.
+int evr_relay_run(evr_relay_t *self);
+
+//  The subscription table.
+evr_table_t *evr_relay_table(evr_relay_t *self);
+
+//  Subscribe / refresh / (expire 0) unsubscribe socket to event. Returns
+//  0, or -1 with the reason in err (an unknown transport, a bad socket, a
+//  destination that cannot be opened).
+int evr_relay_subscribe(evr_relay_t *self, const char *event,
+                        const char *socket, int64_t expire_s, char *err,
+                        size_t errlen);
+
+//  Queue ev for every live subscriber and hand the work to the workers.
+//  Returns the number of live subscriptions it matched.
+size_t evr_relay_raise(evr_relay_t *self, const evr_event_view_t *ev);
+
+//  Ask flatstore targets writing `path` to reopen. Returns how many.
+size_t evr_relay_rotate(evr_relay_t *self, const char *path);
+
+//  Everything `evrelayctl stats` shows (new reference).
+json_t *evr_relay_stats(evr_relay_t *self);
+
+//  The relay's clock, ms since the epoch.
+int64_t evr_relay_now_ms(void);
+
+#endif

@@ -1,0 +1,44 @@
+/*  evr_stats.h - the relay's own counters and their names.
+
+    Every drop, refusal and failure of the ingest and control paths is a
+    counter here; per-target counters live on the targets. The name table
+    is the single place that names a counter for `evrelayctl stats` (and
+    for any later exporter).
+*/
+#ifndef EVR_STATS_H_INCLUDED
+#define EVR_STATS_H_INCLUDED
+
+#include <jansson.h>
+#include <stdint.h>
+
+typedef struct {
+    uint64_t batches;             //  publish messages accepted
+    uint64_t received;            //  events in them
+    uint64_t delivered_to_queues; //  (event, target) pairs queued
+    uint64_t duplicates;     //  events already seen (de-duplication window)
+    uint64_t stale;          //  events older than the window, delivered anyway
+    uint64_t malformed;      //  frames that did not decode
+    uint64_t too_large;      //  frames or events over the size limits
+    uint64_t bad_version;    //  frames with an unknown protocol version
+    uint64_t rejected;       //  events refused one by one (name, params, size)
+    uint64_t no_subscribers; //  events nobody was subscribed to
+    uint64_t queue_full; //  (event, target) pairs dropped: target queue full
+    uint64_t producers_evicted; //  producer windows forgotten (LRU)
+    uint64_t events_overflow;   //  new event names refused: registry full
+} evr_ingest_stats_t;
+
+typedef struct {
+    uint64_t requests;
+    uint64_t errors;    //  answers with an error
+    uint64_t malformed; //  frames that did not decode
+    uint64_t too_large;
+    uint64_t expired; //  subscriptions removed by expiry
+} evr_control_stats_t;
+
+//  Render the ingest counters as a JSON object (new reference).
+json_t *evr_stats_ingest_json(const evr_ingest_stats_t *stats);
+
+//  Render the control counters as a JSON object (new reference).
+json_t *evr_stats_control_json(const evr_control_stats_t *stats);
+
+#endif

@@ -1,0 +1,33 @@
+/*  evr_worker.h - a delivery worker thread.
+
+    Each worker owns the I/O of the targets pinned to it (per-target order
+    is kept because one thread writes each target). The core thread hands
+    it batches of (target, message) jobs over an inproc PAIR socket, one
+    ZeroMQ message per batch carrying a pointer. A target whose destination
+    would block waits for POLLOUT while the worker serves the others, so
+    one slow subscriber never stalls the rest.
+*/
+#ifndef EVR_WORKER_H_INCLUDED
+#define EVR_WORKER_H_INCLUDED
+
+#include "evr_target.h"
+
+typedef struct {
+    evr_target_t *target; //  one reference, handed to the worker
+    evr_msg_t *msg;       //  one reference, handed to the worker
+} evr_job_t;
+
+typedef struct _evr_worker_t evr_worker_t;
+
+//  Start worker number index on the ZeroMQ context ctx. NULL on failure.
+evr_worker_t *evr_worker_new(void *ctx, int index);
+
+//  Stop the thread (dropping what is still queued), free, NULL the pointer.
+void evr_worker_destroy(evr_worker_t **self_p);
+
+//  Core thread: hand over n jobs (jobs must be malloc'd; the worker frees
+//  the array and owns every reference in it). Returns 0 or -1 (then the
+//  caller still owns jobs).
+int evr_worker_submit(evr_worker_t *self, evr_job_t *jobs, size_t n);
+
+#endif
