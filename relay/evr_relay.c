@@ -11,6 +11,7 @@
 */
 #include "evr_relay.h"
 #include "evr_control.h"
+#include "evr_decode.h"
 #include "evr_dedup.h"
 #include "evr_defaults.h"
 #include "evr_payload.h"
@@ -68,6 +69,7 @@ struct _evr_relay_t {
     s_arena_t arena;
     ProtobufCAllocator pballoc;
     evr_target_opts_t topts;
+    evr_param_t *params; //  max_params views for the event being decoded
 };
 
 static volatile sig_atomic_t s_stop;
@@ -219,7 +221,8 @@ evr_relay_t *evr_relay_new(const evr_config_t *cfg, char *err, size_t errlen)
     self->njobs = calloc((size_t)cfg->workers, sizeof *self->njobs);
     self->capjobs = calloc((size_t)cfg->workers, sizeof *self->capjobs);
     if (!self->table || !self->targets || !self->producers || !self->ctx ||
-        !self->workers || !self->jobs || !self->njobs || !self->capjobs) {
+        !self->workers || !self->jobs || !self->njobs || !self->capjobs ||
+        !self->params) {
         snprintf(err, errlen, "out of memory");
         evr_relay_destroy(&self);
         return NULL;
@@ -280,6 +283,7 @@ void evr_relay_destroy(evr_relay_t **self_p)
     free(self->njobs);
     free(self->capjobs);
     free(self->workers);
+    free(self->params);
     evr_buf_free(&self->buf);
     s_arena_reset(&self->arena);
     free(self->arena.base);
@@ -519,40 +523,6 @@ size_t evr_relay_raise(evr_relay_t *self, const evr_event_view_t *ev)
 
 //  --- ingest ---------------------------------------------------------------
 
-//  Whether a decoded event is acceptable; fills the view.
-static bool s_event_view(evr_relay_t *self, const Evrelay__Event *e,
-                         evr_param_t *params, evr_event_view_t *view)
-{
-    if (!e->name || !evr_table_valid_name(e->name) ||
-        e->n_params > self->cfg->max_params)
-        return false;
-    for (size_t i = 0; i < e->n_params; i++) {
-        const Evrelay__Param *p = e->params[i];
-        evr_param_t *out = &params[i];
-        out->name = p->name;
-        out->name_len = p->name ? strlen(p->name) : 0;
-        switch (p->value_case) {
-            case EVRELAY__PARAM__VALUE_INT_VALUE:
-                out->type = EVR_PARAM_INT;
-                out->i = p->int_value;
-                break;
-            case EVRELAY__PARAM__VALUE_STR_VALUE:
-                out->type = EVR_PARAM_STR;
-                out->s = (const char *)p->str_value.data;
-                out->s_len = p->str_value.len;
-                break;
-            default:
-                out->type = EVR_PARAM_NULL;
-                break;
-        }
-    }
-    view->name = e->name;
-    view->name_len = strlen(e->name);
-    view->params = params;
-    view->nparams = e->n_params;
-    return true;
-}
-
 //  The de-duplication window of a producer instance (created on demand;
 //  the least recently seen one is forgotten when there are too many).
 static evr_dedup_t *s_window(evr_relay_t *self, const Evrelay__Publish *pub,
@@ -656,7 +626,7 @@ static void s_on_publish(evr_relay_t *self, zmq_msg_t *env, int nenv,
     int64_t now = evr_relay_now_ms();
     evr_dedup_t *window = s_window(self, pub, now);
     uint32_t dups = 0, rejected = 0;
-    evr_param_t params[EVR_DEFAULT_MAX_PARAMS > 0 ? 1024 : 1];
+    evr_param_t *params = self->params;
     self->in.batches++;
     for (size_t i = 0; i < pub->n_events; i++) {
         self->in.received++;
@@ -672,8 +642,7 @@ static void s_on_publish(evr_relay_t *self, zmq_msg_t *env, int nenv,
             self->in.stale++;
         const Evrelay__Event *e = pub->events[i];
         evr_event_view_t view;
-        if (e->n_params > sizeof params / sizeof *params ||
-            !s_event_view(self, e, params, &view)) {
+        if (evr_decode_event(e, params, self->cfg->max_params, &view)) {
             self->in.rejected++;
             rejected++;
             continue;
