@@ -220,6 +220,7 @@ evr_relay_t *evr_relay_new(const evr_config_t *cfg, char *err, size_t errlen)
     self->jobs = calloc((size_t)cfg->workers, sizeof *self->jobs);
     self->njobs = calloc((size_t)cfg->workers, sizeof *self->njobs);
     self->capjobs = calloc((size_t)cfg->workers, sizeof *self->capjobs);
+    self->params = calloc(cfg->max_params, sizeof *self->params);
     if (!self->table || !self->targets || !self->producers || !self->ctx ||
         !self->workers || !self->jobs || !self->njobs || !self->capjobs ||
         !self->params) {
@@ -473,12 +474,11 @@ static void s_on_sub(const evr_sub_info_t *info, void *arg)
 
 //  Queue one event; returns the number of live subscriptions matched.
 static size_t s_dispatch(evr_relay_t *self, const evr_event_view_t *ev,
-                         int64_t raised_us)
+                         int64_t raised_us, int64_t now_ms)
 {
     s_dispatch_t d = {.self = self, .ev = ev, .raised_us = raised_us};
     size_t before = evr_table_event_count(self->table);
-    size_t n = evr_table_lookup(self->table, ev->name, evr_relay_now_ms(),
-                                s_on_sub, &d);
+    size_t n = evr_table_lookup(self->table, ev->name, now_ms, s_on_sub, &d);
     if (n == 0) {
         self->in.no_subscribers++;
         if (evr_table_event_count(self->table) == before &&
@@ -516,7 +516,7 @@ static void s_submit(evr_relay_t *self)
 //  Queue ev for every live subscriber, now.
 size_t evr_relay_raise(evr_relay_t *self, const evr_event_view_t *ev)
 {
-    size_t n = s_dispatch(self, ev, zclock_usecs());
+    size_t n = s_dispatch(self, ev, zclock_usecs(), evr_relay_now_ms());
     s_submit(self);
     return n;
 }
