@@ -648,7 +648,8 @@ static void s_on_publish(evr_relay_t *self, zmq_msg_t *env, int nenv,
             continue;
         }
         uint64_t too_large = self->in.too_large;
-        s_dispatch(self, &view, e->has_raised_us ? (int64_t)e->raised_us : 0);
+        s_dispatch(self, &view, e->has_raised_us ? (int64_t)e->raised_us : 0,
+                   now);
         if (self->in.too_large != too_large)
             rejected++;
     }
