@@ -54,8 +54,10 @@
 //  ingest needs one of them.
 #define EVR_DEFAULT_WORKERS 1
 
-//  Events queued per target before new ones are dropped (and counted).
-#define EVR_DEFAULT_TARGET_QUEUE 65536
+//  Events queued per target before new ones are dropped (and counted):
+//  absorbs a burst of ~250k events (about 64 MiB of 200-byte payloads)
+//  while a live backend catches up; a dead one just fills it and drops.
+#define EVR_DEFAULT_TARGET_QUEUE 262144
 
 //  How often expired subscriptions are swept, milliseconds.
 #define EVR_DEFAULT_SWEEP_MS 1000
