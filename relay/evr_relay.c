@@ -604,22 +604,27 @@ static void s_on_publish(evr_relay_t *self, zmq_msg_t *env, int nenv,
 {
     size_t size = zmq_msg_size(payload);
     if (size > self->cfg->max_frame_bytes) {
+        //  no batch can be identified: counted, not answered (PROTOCOL 4.5)
         self->in.too_large++;
-        s_ack(self, env, nenv, NULL, 0, 0, 0, "frame too large");
         return;
     }
     Evrelay__Publish *pub =
         evrelay__publish__unpack(&self->pballoc, size, zmq_msg_data(payload));
-    if (!pub || pub->producer_id.len == 0 || pub->producer_id.len > 64 ||
-        pub->first_seq == 0) {
+    const char *refused = NULL;
+    if (!pub)
         self->in.malformed++;
-        s_ack(self, env, nenv, NULL, 0, 0, 0, "malformed publish");
-        s_arena_reset(&self->arena);
-        return;
-    }
-    if (pub->version != EVR_PROTOCOL_VERSION) {
+    else if (pub->version != EVR_PROTOCOL_VERSION) {
         self->in.bad_version++;
-        s_ack(self, env, nenv, pub, 0, 0, 0, "unsupported protocol version");
+        refused = "unsupported protocol version";
+    } else if (pub->producer_id.len == 0 || pub->producer_id.len > 64 ||
+               pub->first_seq == 0 ||
+               pub->first_seq + pub->n_events < pub->first_seq) {
+        self->in.malformed++;
+        refused = "bad producer_id or first_seq";
+    }
+    if (!pub || refused) {
+        if (pub)
+            s_ack(self, env, nenv, pub, 0, 0, 0, refused);
         s_arena_reset(&self->arena);
         return;
     }
