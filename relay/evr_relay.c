@@ -779,6 +779,25 @@ static int s_cmp_tref(const void *a, const void *b)
     return strcmp(evr_target_socket(x->target), evr_target_socket(y->target));
 }
 
+//  A latency percentile from a target's histogram: the upper bound of the
+//  bucket holding it (-1 when nothing was measured, or beyond the last
+//  bound).
+static int64_t s_percentile(const evr_target_stats_t *st, double q)
+{
+    uint64_t total = 0, seen = 0;
+    for (size_t b = 0; b <= EVR_LATENCY_BUCKETS; b++)
+        total += st->latency_count[b];
+    if (total == 0)
+        return -1;
+    uint64_t rank = (uint64_t)((double)total * q);
+    for (size_t b = 0; b < EVR_LATENCY_BUCKETS; b++) {
+        seen += st->latency_count[b];
+        if (seen > rank)
+            return (int64_t)evr_latency_bounds_us[b];
+    }
+    return -1;
+}
+
 //  Everything `evrelayctl stats` shows.
 json_t *evr_relay_stats(evr_relay_t *self)
 {
@@ -820,6 +839,10 @@ json_t *evr_relay_stats(evr_relay_t *self)
         json_object_set_new(o, "failed", json_integer((json_int_t)st.failed));
         json_object_set_new(o, "dropped", json_integer((json_int_t)st.dropped));
         json_object_set_new(o, "queued", json_integer((json_int_t)st.queued));
+        json_object_set_new(o, "latency_p50_us",
+                            json_integer(s_percentile(&st, 0.50)));
+        json_object_set_new(o, "latency_p99_us",
+                            json_integer(s_percentile(&st, 0.99)));
         json_array_append_new(targets, o);
     }
     free(list);

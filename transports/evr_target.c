@@ -13,6 +13,7 @@
 */
 #include "evr_target.h"
 
+#include <czmq.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -51,7 +52,13 @@ struct _evr_target_t {
     uint64_t mark; //  worker's work-list round
     //  Counters (atomics).
     uint64_t delivered, failed, dropped, queued;
+    uint64_t latency_count[EVR_LATENCY_BUCKETS + 1];
+    uint64_t latency_sum_us;
 };
+
+const uint64_t evr_latency_bounds_us[EVR_LATENCY_BUCKETS] = {
+    100,   250,    500,    1000,   2500,    5000,    10000,   25000,
+    50000, 100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000};
 
 static int s_global_reopen; //  atomic generation for SIGHUP
 
@@ -293,11 +300,30 @@ int evr_target_push(evr_target_t *self, evr_msg_t *msg)
     return 0;
 }
 
-//  Remove n messages from the front of the queue, counting them.
+//  The histogram bucket of a latency.
+static size_t s_bucket(uint64_t us)
+{
+    size_t b = 0;
+    while (b < EVR_LATENCY_BUCKETS && us > evr_latency_bounds_us[b])
+        b++;
+    return b;
+}
+
+//  Remove n messages from the front of the queue, counting them (and their
+//  latency, when they were delivered).
 static void s_pop(evr_target_t *self, size_t n, uint64_t *counter)
 {
+    int64_t now_us = counter == &self->delivered ? zclock_usecs() : 0;
     for (size_t i = 0; i < n; i++) {
-        evr_msg_unref(self->ring[self->head]);
+        evr_msg_t *msg = self->ring[self->head];
+        if (now_us && msg->raised_us > 0) {
+            uint64_t us = now_us > msg->raised_us
+                              ? (uint64_t)(now_us - msg->raised_us)
+                              : 0;
+            S_ADD(&self->latency_count[s_bucket(us)], 1);
+            S_ADD(&self->latency_sum_us, us);
+        }
+        evr_msg_unref(msg);
         self->head = (self->head + 1) & (self->ring_cap - 1);
     }
     self->count -= n;
@@ -442,4 +468,7 @@ void evr_target_stats(const evr_target_t *self, evr_target_stats_t *stats)
     stats->failed = S_GET(&self->failed);
     stats->dropped = S_GET(&self->dropped);
     stats->queued = S_GET(&self->queued);
+    for (size_t b = 0; b <= EVR_LATENCY_BUCKETS; b++)
+        stats->latency_count[b] = S_GET(&self->latency_count[b]);
+    stats->latency_sum_us = S_GET(&self->latency_sum_us);
 }

@@ -50,12 +50,22 @@ typedef struct {
 
 typedef struct _evr_target_t evr_target_t;
 
+//  Upper bounds (microseconds) of the raise->delivery latency histogram
+//  buckets; a last, unbounded bucket follows. Latency is measured from
+//  the producer's raise time, so it includes clock skew between hosts.
+#define EVR_LATENCY_BUCKETS 16
+extern const uint64_t evr_latency_bounds_us[EVR_LATENCY_BUCKETS];
+
 //  Counters of one target (snapshot).
 typedef struct {
     uint64_t delivered;
     uint64_t failed;
     uint64_t dropped;
     uint64_t queued;
+    //  delivered messages with a known raise time, by latency bucket
+    //  (not cumulative), and the sum of their latencies
+    uint64_t latency_count[EVR_LATENCY_BUCKETS + 1];
+    uint64_t latency_sum_us;
 } evr_target_stats_t;
 
 //  Create a target for spec (copied) and open its I/O: resolve the udp host
