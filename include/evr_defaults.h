@@ -59,6 +59,29 @@
 //  while a live backend catches up; a dead one just fills it and drops.
 #define EVR_DEFAULT_TARGET_QUEUE 262144
 
+//  event_virtual's failover_timeout: how long a failed FAILOVER or
+//  ROUND-ROBIN child is skipped before it is probed again, seconds.
+#define EVR_DEFAULT_FAILOVER_TIMEOUT_S 30
+
+//  event_stream's timeout: how long a reliable-mode request may wait for
+//  its JSON-RPC reply, milliseconds.
+#define EVR_DEFAULT_TCP_TIMEOUT_MS 1000
+
+//  Connecting transports (tcp, rabbitmq, http) give up a connect after
+//  this long and retry with back-off, milliseconds.
+#define EVR_DEFAULT_CONNECT_TIMEOUT_MS 2000
+
+//  Reconnect back-off: first delay and cap, milliseconds.
+#define EVR_DEFAULT_RECONNECT_MIN_MS 100
+#define EVR_DEFAULT_RECONNECT_MAX_MS 5000
+
+//  An HTTP webhook request (connect to last byte) may take this long, ms.
+#define EVR_DEFAULT_HTTP_TIMEOUT_MS 5000
+
+//  AMQP heartbeat, seconds: detects a dead broker connection (OpenSIPS
+//  #81: without it a dead broker hangs the sender).
+#define EVR_DEFAULT_AMQP_HEARTBEAT_S 10
+
 //  How often expired subscriptions are swept, milliseconds.
 #define EVR_DEFAULT_SWEEP_MS 1000
 

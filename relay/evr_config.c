@@ -132,6 +132,11 @@ evr_config_t *evr_config_new(void)
     self->sweep_ms = EVR_DEFAULT_SWEEP_MS;
     self->flat_delimiter = strdup(EVR_DEFAULT_FLAT_DELIMITER);
     self->flat_mode = EVR_DEFAULT_FLAT_MODE;
+    self->failover_timeout_s = EVR_DEFAULT_FAILOVER_TIMEOUT_S;
+    self->tcp_timeout_ms = EVR_DEFAULT_TCP_TIMEOUT_MS;
+    self->connect_timeout_ms = EVR_DEFAULT_CONNECT_TIMEOUT_MS;
+    self->http_timeout_ms = EVR_DEFAULT_HTTP_TIMEOUT_MS;
+    self->amqp_heartbeat_s = EVR_DEFAULT_AMQP_HEARTBEAT_S;
     size_t n = 0;
     while (s_catalogue[n])
         n++;
@@ -154,6 +159,7 @@ void evr_config_destroy(evr_config_t **self_p)
     free(self->ingest);
     free(self->control);
     free(self->flat_delimiter);
+    free(self->tcp_event_param);
     s_free_list(self->catalogue);
     for (size_t i = 0; i < self->nsubs; i++) {
         free(self->subs[i].event);
@@ -190,6 +196,11 @@ static const s_numkey_t s_numkeys[] = {
     S_NUM("limits", "max_events", max_events, 16, 1 << 24),
     S_NUM("limits", "target_queue", target_queue, 1, 1 << 26),
     S_NUM("flatstore", "file_permissions", flat_mode, 0, 07777),
+    S_NUM("virtual", "failover_timeout", failover_timeout_s, 0, 86400),
+    S_NUM("tcp", "timeout", tcp_timeout_ms, 1, 3600000),
+    S_NUM("relay", "connect_timeout_ms", connect_timeout_ms, 1, 600000),
+    S_NUM("http", "timeout", http_timeout_ms, 1, 3600000),
+    S_NUM("rabbitmq", "heartbeat", amqp_heartbeat_s, 0, 3600),
 };
 
 //  Store a parsed number into its field.
@@ -252,6 +263,10 @@ static int s_ini_key(void *user, const char *section, const char *key,
     else if (!strcmp(section, "flatstore") &&
              !strcmp(key, "suppress_event_name"))
         rc = s_parse_bool(value, &self->flat_suppress_name);
+    else if (!strcmp(section, "tcp") && !strcmp(key, "reliable_mode"))
+        rc = s_parse_bool(value, &self->tcp_reliable);
+    else if (!strcmp(section, "tcp") && !strcmp(key, "event_param"))
+        rc = *value ? s_set_str(&self->tcp_event_param, value) : 0;
     else if (!strcmp(section, "events") && !strcmp(key, "catalogue")) {
         char **list = s_split(value);
         if (list) {

@@ -33,6 +33,13 @@ typedef struct {
     size_t target_queue;
     int sweep_ms;
     bool datagram_legacy;
+    int failover_timeout_s;
+    bool tcp_reliable;
+    int tcp_timeout_ms;
+    char *tcp_event_param; //  NULL = none
+    int connect_timeout_ms;
+    int http_timeout_ms;
+    int amqp_heartbeat_s;
     char *flat_delimiter;
     bool flat_suppress_name;
     int flat_mode;

@@ -23,7 +23,6 @@
 
 #include <czmq.h>
 #include <signal.h>
-#include <sys/stat.h>
 
 #define MAX_ENVELOPE 16
 
@@ -209,12 +208,21 @@ evr_relay_t *evr_relay_new(const evr_config_t *cfg, char *err, size_t errlen)
     self->topts.datagram_legacy = cfg->datagram_legacy;
     self->topts.file_mode = cfg->flat_mode;
     self->topts.sndbuf = 4 * 1024 * 1024;
+    self->topts.queue_limit = cfg->target_queue;
+    self->topts.failover_timeout_s = cfg->failover_timeout_s;
+    self->topts.tcp_reliable = cfg->tcp_reliable;
+    self->topts.tcp_timeout_ms = cfg->tcp_timeout_ms;
+    self->topts.tcp_event_param = cfg->tcp_event_param;
+    self->topts.connect_timeout_ms = cfg->connect_timeout_ms;
+    self->topts.http_timeout_ms = cfg->http_timeout_ms;
+    self->topts.amqp_heartbeat_s = cfg->amqp_heartbeat_s;
     self->pballoc =
         (ProtobufCAllocator){s_arena_alloc, s_arena_free, &self->arena};
     self->table = evr_table_new(cfg->max_events, s_release_tref, self);
     self->targets = zhashx_new();
     self->producers = zhashx_new();
     self->ctx = zmq_ctx_new();
+    self->topts.zmq_ctx = self->ctx;
     self->nworkers = cfg->workers;
     self->workers = calloc((size_t)cfg->workers, sizeof *self->workers);
     self->jobs = calloc((size_t)cfg->workers, sizeof *self->jobs);
@@ -300,27 +308,6 @@ evr_table_t *evr_relay_table(evr_relay_t *self)
     return self->table;
 }
 
-//  flatstore: the directory must exist, as event_flatstore requires.
-static int s_check_flatstore(const char *path, char *err, size_t errlen)
-{
-    char *dir = strdup(path);
-    if (!dir)
-        return -1;
-    char *slash = strrchr(dir, '/');
-    if (slash == dir)
-        slash[1] = 0;
-    else
-        *slash = 0;
-    struct stat st;
-    int rc = 0;
-    if (stat(dir, &st) || !S_ISDIR(st.st_mode)) {
-        snprintf(err, errlen, "flatstore: directory '%s' does not exist", dir);
-        rc = -1;
-    }
-    free(dir);
-    return rc;
-}
-
 //  Subscribe / refresh / unsubscribe.
 int evr_relay_subscribe(evr_relay_t *self, const char *event,
                         const char *socket, int64_t expire_s, char *err,
@@ -340,11 +327,6 @@ int evr_relay_subscribe(evr_relay_t *self, const char *event,
     s_tref_t *tref = NULL;
     bool created = false;
     if (expire_s != 0 && !(tref = zhashx_lookup(self->targets, canonical))) {
-        if (evr_sockspec_transport(spec) == EVR_TRANSPORT_FLATSTORE &&
-            s_check_flatstore(evr_sockspec_path(spec), err, errlen)) {
-            evr_sockspec_destroy(&spec);
-            return -1;
-        }
         tref = calloc(1, sizeof *tref);
         if (tref)
             tref->target = evr_target_new(spec, &self->topts, self->next_worker,
@@ -387,11 +369,8 @@ size_t evr_relay_rotate(evr_relay_t *self, const char *path)
     size_t n = 0;
     for (s_tref_t *tref = zhashx_first(self->targets); tref;
          tref = zhashx_next(self->targets)) {
-        const char *tpath = evr_target_path(tref->target);
-        if (tpath && (!path || !strcmp(tpath, path))) {
-            evr_target_request_reopen(tref->target);
+        if (evr_target_request_reopen(tref->target, path))
             n++;
-        }
     }
     return n;
 }
@@ -401,8 +380,10 @@ size_t evr_relay_rotate(evr_relay_t *self, const char *path)
 typedef struct {
     evr_relay_t *self;
     const evr_event_view_t *ev;
+    //  encodings made for this event, one reference each (held here)
     evr_msg_t *msgs[EVR_FORMAT_COUNT];
     bool failed[EVR_FORMAT_COUNT];
+    evr_msg_t *bundles[1u << EVR_FORMAT_COUNT]; //  by format mask
     int64_t raised_us;
 } s_dispatch_t;
 
@@ -423,10 +404,37 @@ static evr_msg_t *s_encode(s_dispatch_t *d, evr_format_t format)
         self->in.too_large++;
         return NULL;
     }
-    evr_msg_t *msg = evr_msg_new(self->buf.data, self->buf.len, 0);
+    evr_msg_t *msg = evr_msg_new(self->buf.data, self->buf.len, d->ev->name, 1);
     if (msg)
         msg->raised_us = d->raised_us;
     return msg;
+}
+
+//  The payload for a target consuming `formats` (a bitmask): one encoding,
+//  or a bundle of several for a virtual target. Borrowed; NULL when an
+//  encoding failed.
+static evr_msg_t *s_payload(s_dispatch_t *d, unsigned formats)
+{
+    evr_msg_t *parts[EVR_FORMAT_COUNT] = {0};
+    int count = 0, last = 0;
+    for (int f = 0; f < EVR_FORMAT_COUNT; f++) {
+        if (!(formats & (1u << f)))
+            continue;
+        if (!d->msgs[f] && !d->failed[f]) {
+            d->msgs[f] = s_encode(d, (evr_format_t)f);
+            d->failed[f] = d->msgs[f] == NULL;
+        }
+        if (!d->msgs[f])
+            return NULL;
+        parts[f] = d->msgs[f];
+        count++;
+        last = f;
+    }
+    if (count == 1)
+        return d->msgs[last];
+    if (!d->bundles[formats])
+        d->bundles[formats] = evr_msg_bundle(parts, 1);
+    return d->bundles[formats];
 }
 
 //  Append one job for a worker.
@@ -450,15 +458,10 @@ static void s_on_sub(const evr_sub_info_t *info, void *arg)
     s_dispatch_t *d = arg;
     evr_relay_t *self = d->self;
     evr_target_t *t = ((s_tref_t *)info->target)->target;
-    evr_format_t format = evr_target_format(t);
-    if (!d->msgs[format] && !d->failed[format]) {
-        d->msgs[format] = s_encode(d, format);
-        d->failed[format] = d->msgs[format] == NULL;
-    }
-    evr_msg_t *msg = d->msgs[format];
+    evr_msg_t *msg = s_payload(d, evr_target_formats(t));
     if (!msg)
         return;
-    if (evr_target_admit(t, self->cfg->target_queue)) {
+    if (evr_target_admit(t)) {
         self->in.queue_full++;
         return;
     }
@@ -468,7 +471,7 @@ static void s_on_sub(const evr_sub_info_t *info, void *arg)
         return;
     }
     evr_target_ref(t);
-    msg->refs++; //  not shared with any worker yet
+    evr_msg_ref(msg);
     self->in.delivered_to_queues++;
 }
 
@@ -485,9 +488,10 @@ static size_t s_dispatch(evr_relay_t *self, const evr_event_view_t *ev,
             evr_table_event_id(self->table, ev->name) < 0)
             self->in.events_overflow++;
     }
+    for (size_t m = 0; m < sizeof d.bundles / sizeof *d.bundles; m++)
+        evr_msg_unref(d.bundles[m]);
     for (int f = 0; f < EVR_FORMAT_COUNT; f++)
-        if (d.msgs[f] && d.msgs[f]->refs == 0)
-            free(d.msgs[f]);
+        evr_msg_unref(d.msgs[f]);
     return n;
 }
 
@@ -798,6 +802,35 @@ static int64_t s_percentile(const evr_target_stats_t *st, double q)
     return -1;
 }
 
+//  One target's counters (with its children, for a virtual target).
+static json_t *s_target_json(const evr_target_t *t, size_t subs)
+{
+    evr_target_stats_t st;
+    evr_target_stats(t, &st);
+    json_t *o = json_object();
+    json_object_set_new(o, "socket", json_string(evr_target_socket(t)));
+    json_object_set_new(o, "transport", json_string(evr_target_transport(t)));
+    if (subs)
+        json_object_set_new(o, "subscriptions", json_integer((json_int_t)subs));
+    json_object_set_new(o, "delivered", json_integer((json_int_t)st.delivered));
+    json_object_set_new(o, "failed", json_integer((json_int_t)st.failed));
+    json_object_set_new(o, "dropped", json_integer((json_int_t)st.dropped));
+    json_object_set_new(o, "queued", json_integer((json_int_t)st.queued));
+    json_object_set_new(o, "latency_p50_us",
+                        json_integer(s_percentile(&st, 0.50)));
+    json_object_set_new(o, "latency_p99_us",
+                        json_integer(s_percentile(&st, 0.99)));
+    size_t n = evr_target_child_count(t);
+    if (n) {
+        json_t *children = json_array();
+        for (size_t c = 0; c < n; c++)
+            json_array_append_new(children,
+                                  s_target_json(evr_target_child(t, c), 0));
+        json_object_set_new(o, "children", children);
+    }
+    return o;
+}
+
 //  Everything `evrelayctl stats` shows.
 json_t *evr_relay_stats(evr_relay_t *self)
 {
@@ -824,27 +857,9 @@ json_t *evr_relay_stats(evr_relay_t *self)
         list[i++] = t;
     if (list)
         qsort(list, i, sizeof *list, s_cmp_tref);
-    for (size_t k = 0; k < i; k++) {
-        evr_target_stats_t st;
-        evr_target_stats(list[k]->target, &st);
-        json_t *o = json_object();
-        json_object_set_new(o, "socket",
-                            json_string(evr_target_socket(list[k]->target)));
-        json_object_set_new(o, "transport",
-                            json_string(evr_target_transport(list[k]->target)));
-        json_object_set_new(o, "subscriptions",
-                            json_integer((json_int_t)list[k]->subs));
-        json_object_set_new(o, "delivered",
-                            json_integer((json_int_t)st.delivered));
-        json_object_set_new(o, "failed", json_integer((json_int_t)st.failed));
-        json_object_set_new(o, "dropped", json_integer((json_int_t)st.dropped));
-        json_object_set_new(o, "queued", json_integer((json_int_t)st.queued));
-        json_object_set_new(o, "latency_p50_us",
-                            json_integer(s_percentile(&st, 0.50)));
-        json_object_set_new(o, "latency_p99_us",
-                            json_integer(s_percentile(&st, 0.99)));
-        json_array_append_new(targets, o);
-    }
+    for (size_t k = 0; k < i; k++)
+        json_array_append_new(targets,
+                              s_target_json(list[k]->target, list[k]->subs));
     free(list);
     json_object_set_new(root, "targets", targets);
     return root;

@@ -1,20 +1,37 @@
-/*  evr_worker.c - a delivery worker thread.
+/*  evr_worker.c - a delivery worker thread: a reactor over its targets.
 
-    Loop: wait on the inproc job socket and on POLLOUT of every target that
-    would block; push each job's message onto its target's queue, then
-    flush every target touched. A target that cannot take more stays on
-    the waiting list (the worker holds a reference) until its fd is
-    writable again.
+    Loop: poll the inproc job socket and every active target's items (fds
+    waiting for POLLOUT, connections, ZeroMQ sockets) with the earliest
+    target timer as timeout; run on_poll / on_timer; queue each job's
+    message on its target; flush every target touched ("dirty"), including
+    virtual children woken while flushing; keep targets that still need
+    the reactor on the active list (one reference each).
 */
 #include "evr_worker.h"
+#include "evr_transport.h"
 
 #include <czmq.h>
 #include <pthread.h>
+
+#define ITEMS_PER_TARGET 8
 
 typedef struct {
     size_t n;
     evr_job_t *jobs;
 } s_batch_t;
+
+//  A growable list of targets, one reference each.
+typedef struct {
+    evr_target_t **items;
+    size_t n, cap;
+} s_list_t;
+
+struct _evr_reactor_t {
+    s_list_t dirty;
+    s_list_t active;
+    uint64_t round;
+    bool stopping;
+};
 
 struct _evr_worker_t {
     int index;
@@ -22,71 +39,91 @@ struct _evr_worker_t {
     void *pull; //  worker side of the PAIR
     pthread_t thread;
     bool started;
-    //  Worker-private state.
-    evr_target_t **waiting; //  targets blocked on POLLOUT (one ref each)
-    size_t nwaiting, waiting_cap;
-    evr_target_t **dirty; //  targets touched in this round (one ref each)
-    size_t ndirty, dirty_cap;
-    uint64_t round;
+    evr_reactor_t reactor;
 };
 
-//  Append t to a growable list. Returns 0 or -1.
-static int s_list_add(evr_target_t ***list, size_t *n, size_t *cap,
-                      evr_target_t *t)
+//  Append t to a list. Returns 0 or -1.
+static int s_list_add(s_list_t *list, evr_target_t *t)
 {
-    if (*n == *cap) {
-        size_t ncap = *cap ? *cap * 2 : 64;
-        evr_target_t **grown = realloc(*list, ncap * sizeof *grown);
+    if (list->n == list->cap) {
+        size_t cap = list->cap ? list->cap * 2 : 64;
+        evr_target_t **grown = realloc(list->items, cap * sizeof *grown);
         if (!grown)
             return -1;
-        *list = grown;
-        *cap = ncap;
+        list->items = grown;
+        list->cap = cap;
     }
-    (*list)[(*n)++] = t;
+    list->items[list->n++] = t;
     return 0;
 }
 
+//  Put target on the reactor's work list (once per round).
+void evr_reactor_wake(evr_reactor_t *reactor, evr_target_t *target)
+{
+    if (!evr_target_mark(target, reactor->round))
+        return;
+    evr_target_ref(target);
+    if (s_list_add(&reactor->dirty, target)) {
+        evr_target_t *t = target;
+        evr_target_unref(&t);
+    }
+}
+
+//  True while the worker is shutting down.
+bool evr_reactor_stopping(const evr_reactor_t *reactor)
+{
+    return reactor->stopping;
+}
+
 //  Take one batch of jobs: queue every message on its target.
-static void s_take_batch(evr_worker_t *self, s_batch_t *batch)
+static void s_take_batch(evr_reactor_t *r, s_batch_t *batch)
 {
     for (size_t i = 0; i < batch->n; i++) {
-        evr_target_t *t = batch->jobs[i].target;
-        if (evr_target_push(t, batch->jobs[i].msg)) {
-            evr_msg_unref(batch->jobs[i].msg);
-        }
-        if (evr_target_mark(t, self->round)) {
-            //  the job's reference moves to the dirty list
-            if (s_list_add(&self->dirty, &self->ndirty, &self->dirty_cap, t))
-                evr_target_unref(&t);
-        } else
-            evr_target_unref(&t);
+        evr_target_push(batch->jobs[i].target, r, batch->jobs[i].msg);
+        evr_target_unref(&batch->jobs[i].target);
     }
     free(batch->jobs);
     free(batch);
 }
 
-//  Flush every dirty target; those that would block go to waiting.
-static void s_flush_dirty(evr_worker_t *self)
+//  Flush every dirty target (the list may grow meanwhile), then move those
+//  that still need the reactor to the active list.
+static void s_flush_dirty(evr_reactor_t *r)
 {
-    for (size_t i = 0; i < self->ndirty; i++) {
-        evr_target_t *t = self->dirty[i];
-        bool already_waiting = false;
-        for (size_t w = 0; w < self->nwaiting; w++)
-            if (self->waiting[w] == t)
-                already_waiting = true;
-        if (already_waiting) {
-            //  it gets flushed when its fd is writable
-            evr_target_unref(&t);
-            continue;
-        }
-        if (evr_target_flush(t) == 1 &&
-            s_list_add(&self->waiting, &self->nwaiting, &self->waiting_cap,
-                       t) == 0)
-            continue;
+    int64_t now = zclock_usecs();
+    for (size_t i = 0; i < r->dirty.n; i++) {
+        evr_target_t *t = r->dirty.items[i];
+        if (evr_target_queued(t))
+            evr_target_ops(t)->flush(t, now);
+    }
+    r->round++;
+    for (size_t i = 0; i < r->dirty.n; i++) {
+        evr_target_t *t = r->dirty.items[i];
+        if (evr_target_needs_reactor(t) && !evr_target_set_active(t, true) &&
+            s_list_add(&r->active, t) == 0)
+            continue; //  the dirty reference moves to the active list
         evr_target_unref(&t);
     }
-    self->ndirty = 0;
-    self->round++;
+    r->dirty.n = 0;
+}
+
+//  Drop active targets that no longer need the reactor; abort orphaned
+//  ones that only keep a connection open.
+static void s_prune(evr_reactor_t *r)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < r->active.n; i++) {
+        evr_target_t *t = r->active.items[i];
+        if (evr_target_orphaned(t) && !evr_target_queued(t))
+            evr_target_abort(t);
+        if (evr_target_needs_reactor(t)) {
+            r->active.items[keep++] = t;
+            continue;
+        }
+        evr_target_set_active(t, false);
+        evr_target_unref(&t);
+    }
+    r->active.n = keep;
 }
 
 //  Drain the job socket without blocking. Returns -1 on the stop message.
@@ -99,59 +136,100 @@ static int s_drain_jobs(evr_worker_t *self)
             return 0;
         if (!batch)
             return -1;
-        s_take_batch(self, batch);
+        s_take_batch(&self->reactor, batch);
     }
+}
+
+//  Abort and release everything at shutdown.
+static void s_shutdown(evr_reactor_t *r)
+{
+    r->stopping = true;
+    for (size_t i = 0; i < r->active.n; i++)
+        evr_target_abort(r->active.items[i]);
+    for (size_t i = 0; i < r->dirty.n; i++)
+        evr_target_abort(r->dirty.items[i]);
+    for (size_t i = 0; i < r->active.n; i++)
+        evr_target_unref(&r->active.items[i]);
+    for (size_t i = 0; i < r->dirty.n; i++)
+        evr_target_unref(&r->dirty.items[i]);
+    free(r->active.items);
+    free(r->dirty.items);
+    memset(r, 0, sizeof *r);
 }
 
 //  The worker thread.
 static void *s_run(void *arg)
 {
     evr_worker_t *self = arg;
+    evr_reactor_t *r = &self->reactor;
     zmq_pollitem_t *items = NULL;
-    size_t items_cap = 0;
+    size_t *spans = NULL; //  per active target: its first item and count
+    size_t cap = 0;
     bool stop = false;
     while (!stop) {
-        size_t n = 1 + self->nwaiting;
-        if (n > items_cap) {
-            zmq_pollitem_t *grown = realloc(items, n * 2 * sizeof *items);
-            if (!grown) {
+        size_t need = 1 + r->active.n * ITEMS_PER_TARGET;
+        if (need > cap) {
+            zmq_pollitem_t *gi = realloc(items, need * 2 * sizeof *gi);
+            size_t *gs = gi ? realloc(spans, need * 2 * sizeof *gs) : NULL;
+            if (gi)
+                items = gi;
+            if (gs)
+                spans = gs;
+            if (!gi || !gs) {
                 zclock_sleep(10);
                 continue;
             }
-            items = grown;
-            items_cap = n * 2;
+            cap = need * 2;
         }
         items[0] = (zmq_pollitem_t){self->pull, 0, ZMQ_POLLIN, 0};
-        for (size_t i = 0; i < self->nwaiting; i++)
-            items[i + 1] = (zmq_pollitem_t){
-                NULL, evr_target_fd(self->waiting[i]), ZMQ_POLLOUT, 0};
-        if (zmq_poll(items, (int)n, -1) < 0) {
-            if (zmq_errno() == ETERM)
-                break;
-            continue;
+        size_t n = 1;
+        int64_t next = INT64_MAX;
+        for (size_t i = 0; i < r->active.n; i++) {
+            evr_target_t *t = r->active.items[i];
+            const evr_transport_ops_t *ops = evr_target_ops(t);
+            int k = ops->poll_items
+                        ? ops->poll_items(t, items + n, ITEMS_PER_TARGET)
+                        : 0;
+            spans[2 * i] = n;
+            spans[2 * i + 1] = (size_t)k;
+            n += (size_t)k;
+            if (ops->next_timer) {
+                int64_t when = ops->next_timer(t);
+                if (when < next)
+                    next = when;
+            }
         }
-        //  Writable targets first: they hold the oldest messages.
-        size_t keep = 0;
-        for (size_t i = 0; i < self->nwaiting; i++) {
-            evr_target_t *t = self->waiting[i];
-            if ((items[i + 1].revents & (ZMQ_POLLOUT | ZMQ_POLLERR)) &&
-                evr_target_flush(t) != 1)
-                evr_target_unref(&t);
-            else
-                self->waiting[keep++] = t;
+        long timeout = -1;
+        if (next != INT64_MAX) {
+            int64_t wait_us = next - zclock_usecs();
+            timeout = wait_us <= 0 ? 0 : (long)((wait_us + 999) / 1000);
         }
-        self->nwaiting = keep;
-        if (items[0].revents & ZMQ_POLLIN) {
+        if (zmq_poll(items, (int)n, timeout) < 0 && zmq_errno() == ETERM)
+            break;
+        int64_t now = zclock_usecs();
+        size_t nactive = r->active.n; //  on_poll may not grow it
+        for (size_t i = 0; i < nactive; i++) {
+            evr_target_t *t = r->active.items[i];
+            const evr_transport_ops_t *ops = evr_target_ops(t);
+            size_t first = spans[2 * i], k = spans[2 * i + 1];
+            bool ready = false;
+            for (size_t j = 0; j < k; j++)
+                ready |= items[first + j].revents != 0;
+            if (ready && ops->on_poll)
+                ops->on_poll(t, items + first, (int)k, now);
+            if (ops->next_timer && ops->on_timer && ops->next_timer(t) <= now)
+                ops->on_timer(t, now);
+            if (evr_target_queued(t))
+                evr_reactor_wake(r, t);
+        }
+        if (items[0].revents & ZMQ_POLLIN)
             stop = s_drain_jobs(self) == -1;
-            s_flush_dirty(self);
-        }
+        s_flush_dirty(r);
+        s_prune(r);
     }
-    for (size_t i = 0; i < self->nwaiting; i++) {
-        evr_target_discard(self->waiting[i]);
-        evr_target_unref(&self->waiting[i]);
-    }
-    self->nwaiting = 0;
+    s_shutdown(r);
     free(items);
+    free(spans);
     return NULL;
 }
 
@@ -162,7 +240,7 @@ evr_worker_t *evr_worker_new(void *ctx, int index)
     if (!self)
         return NULL;
     self->index = index;
-    self->round = 1;
+    self->reactor.round = 1;
     char endpoint[64];
     snprintf(endpoint, sizeof endpoint, "inproc://evr-worker-%d", index);
     self->push = zmq_socket(ctx, ZMQ_PAIR);
@@ -193,8 +271,6 @@ void evr_worker_destroy(evr_worker_t **self_p)
         s_batch_t *stop = NULL;
         zmq_send(self->push, &stop, sizeof stop, 0);
         pthread_join(self->thread, NULL);
-        //  jobs sent after the stop message cannot exist: the core stops
-        //  submitting before it destroys workers
     }
     int linger = 0;
     if (self->push) {
@@ -205,8 +281,6 @@ void evr_worker_destroy(evr_worker_t **self_p)
         zmq_setsockopt(self->pull, ZMQ_LINGER, &linger, sizeof linger);
         zmq_close(self->pull);
     }
-    free(self->waiting);
-    free(self->dirty);
     free(self);
 }
 

@@ -3,9 +3,9 @@
     Each worker owns the I/O of the targets pinned to it (per-target order
     is kept because one thread writes each target). The core thread hands
     it batches of (target, message) jobs over an inproc PAIR socket, one
-    ZeroMQ message per batch carrying a pointer. A target whose destination
-    would block waits for POLLOUT while the worker serves the others, so
-    one slow subscriber never stalls the rest.
+    ZeroMQ message per batch carrying a pointer. The worker is a reactor
+    over its targets' sockets and timers (evr_transport.h), so one slow or
+    dead backend never stalls the others.
 */
 #ifndef EVR_WORKER_H_INCLUDED
 #define EVR_WORKER_H_INCLUDED

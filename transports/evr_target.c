@@ -1,177 +1,138 @@
-#define _GNU_SOURCE
-/*  evr_target.c - one delivery destination and its I/O.
+/*  evr_target.c - the generic part of a target: references, the queue of
+    deliveries, counters, latency, and the link to its transport.
 
-    Datagram targets keep one connected, non-blocking socket: a connected
-    UDP socket learns about ICMP port-unreachable (ECONNREFUSED on a later
-    send), so a dead subscriber shows as failures instead of silent loss; a
-    connected unix socket lets poll() tell when the receiver's queue has room
-    again. Writes go out in batches with sendmmsg(). Flatstore targets write
-    whole lines with writev() on an O_APPEND descriptor, so lines from
-    several targets sharing a file never tear; a rotation request makes the
-    worker reopen the path before its next write (logrotate: mv, then
-    `evrelayctl flatstore-rotate` or SIGHUP).
+    The transport-specific I/O lives in evr_tr_*.c behind
+    evr_transport_ops_t (evr_transport.h).
 */
-#include "evr_target.h"
+#include "evr_transport.h"
 
 #include <czmq.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/uio.h>
-#include <sys/un.h>
-#include <unistd.h>
-
-#define BATCH_MAX 64
 
 struct _evr_target_t {
     int refs; //  atomic
     evr_sockspec_t *spec;
-    evr_transport_t transport;
+    const evr_transport_ops_t *ops;
+    const evr_target_opts_t *opts;
+    void *state; //  transport-private
     evr_format_t format;
+    unsigned formats; //  bitmask, children included
     int worker;
-    int fd;
-    int file_mode;
-    struct sockaddr_storage addr; //  unix: where to (re)connect
-    socklen_t addrlen;
-    bool connected;
-    //  Reopen requests: the worker reopens when want != have, or when the
-    //  global generation moved.
-    int reopen_want; //  atomic
-    int reopen_have;
-    int global_have;
-    //  The queue, a ring of messages owned by the worker.
-    evr_msg_t **ring;
+    evr_reactor_t *reactor;
+    uint64_t mark;   //  worker's work-list round
+    bool active;     //  on the worker's active list
+    int reopen_want; //  atomic: flatstore rotation requests
+    //  The queue, a ring of deliveries owned by the worker.
+    evr_delivery_t *ring;
     size_t ring_cap; //  power of two
     size_t head, count;
-    uint64_t mark; //  worker's work-list round
+    //  virtual: children, owned (one reference each)
+    evr_target_t **children;
+    size_t nchildren;
     //  Counters (atomics).
     uint64_t delivered, failed, dropped, queued;
     uint64_t latency_count[EVR_LATENCY_BUCKETS + 1];
     uint64_t latency_sum_us;
 };
 
+static int s_global_reopen; //  atomic generation for SIGHUP
+
 const uint64_t evr_latency_bounds_us[EVR_LATENCY_BUCKETS] = {
     100,   250,    500,    1000,   2500,    5000,    10000,   25000,
     50000, 100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000};
-
-static int s_global_reopen; //  atomic generation for SIGHUP
 
 //  Atomic helpers, relaxed: counters need no ordering.
 #define S_ADD(p, v) __atomic_add_fetch((p), (v), __ATOMIC_RELAXED)
 #define S_SUB(p, v) __atomic_sub_fetch((p), (v), __ATOMIC_RELAXED)
 #define S_GET(p) __atomic_load_n((p), __ATOMIC_RELAXED)
 
-//  Allocate a message holding a copy of len bytes, with `refs` references.
-evr_msg_t *evr_msg_new(const void *data, size_t len, int refs)
+//  --- messages -------------------------------------------------------------
+
+//  Allocate a message holding a copy of len bytes and the event name.
+evr_msg_t *evr_msg_new(const void *data, size_t len, const char *event,
+                       int refs)
 {
-    evr_msg_t *msg = malloc(sizeof(evr_msg_t) + len);
+    size_t elen = event ? strlen(event) : 0;
+    evr_msg_t *msg = malloc(sizeof(evr_msg_t) + len + elen + 1);
     if (!msg)
         return NULL;
     msg->refs = refs;
     msg->len = (uint32_t)len;
     msg->raised_us = 0;
+    memset(msg->parts, 0, sizeof msg->parts);
     memcpy(msg->data, data, len);
+    char *name = msg->data + len;
+    if (elen)
+        memcpy(name, event, elen);
+    name[elen] = 0;
+    msg->event = name;
     return msg;
+}
+
+//  Allocate a bundle taking one reference to each non-NULL part.
+evr_msg_t *evr_msg_bundle(evr_msg_t *parts[EVR_FORMAT_COUNT], int refs)
+{
+    const char *event = NULL;
+    int64_t raised_us = 0;
+    for (int f = 0; f < EVR_FORMAT_COUNT; f++)
+        if (parts[f]) {
+            event = parts[f]->event;
+            raised_us = parts[f]->raised_us;
+        }
+    evr_msg_t *msg = evr_msg_new("", 0, event, refs);
+    if (!msg)
+        return NULL;
+    msg->raised_us = raised_us;
+    for (int f = 0; f < EVR_FORMAT_COUNT; f++)
+        if ((msg->parts[f] = parts[f]))
+            evr_msg_ref(parts[f]);
+    return msg;
+}
+
+//  Take one more reference.
+void evr_msg_ref(evr_msg_t *msg)
+{
+    __atomic_add_fetch(&msg->refs, 1, __ATOMIC_RELAXED);
 }
 
 //  Drop one reference; frees the message at zero.
 void evr_msg_unref(evr_msg_t *msg)
 {
-    if (msg && __atomic_sub_fetch(&msg->refs, 1, __ATOMIC_ACQ_REL) == 0)
-        free(msg);
+    if (!msg || __atomic_sub_fetch(&msg->refs, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    for (int f = 0; f < EVR_FORMAT_COUNT; f++)
+        evr_msg_unref(msg->parts[f]);
+    free(msg);
 }
 
-//  Resolve a udp host once, as OpenSIPS does at subscribe time.
-static int s_resolve(evr_target_t *self, char *err, size_t errlen)
+//  --- construction ---------------------------------------------------------
+
+//  The transport functions for a parsed socket.
+static const evr_transport_ops_t *s_ops_for(evr_transport_t transport)
 {
-    char port[8];
-    snprintf(port, sizeof port, "%d", evr_sockspec_port(self->spec));
-    struct addrinfo hints = {0}, *res = NULL;
-    hints.ai_socktype = SOCK_DGRAM;
-    hints.ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG;
-    int rc = getaddrinfo(evr_sockspec_host(self->spec), port, &hints, &res);
-    if (rc != 0 && rc != EAI_SYSTEM) {
-        //  AI_ADDRCONFIG hides ::1 on hosts without a global IPv6 address
-        hints.ai_flags = AI_NUMERICSERV;
-        rc = getaddrinfo(evr_sockspec_host(self->spec), port, &hints, &res);
+    switch (transport) {
+        case EVR_TRANSPORT_UDP:
+        case EVR_TRANSPORT_UNIX:
+            return &evr_tr_datagram;
+        case EVR_TRANSPORT_FLATSTORE:
+            return &evr_tr_flatstore;
+        case EVR_TRANSPORT_VIRTUAL:
+            return &evr_tr_virtual;
+        case EVR_TRANSPORT_TCP:
+            return &evr_tr_tcp;
+        case EVR_TRANSPORT_RABBITMQ:
+            return &evr_tr_rabbitmq;
+        case EVR_TRANSPORT_ZMQ:
+            return &evr_tr_zmq;
+        case EVR_TRANSPORT_HTTP:
+            return &evr_tr_http;
     }
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot resolve '%s': %s",
-                 evr_sockspec_host(self->spec), gai_strerror(rc));
-        return -1;
-    }
-    memcpy(&self->addr, res->ai_addr, res->ai_addrlen);
-    self->addrlen = res->ai_addrlen;
-    freeaddrinfo(res);
-    return 0;
+    return NULL;
 }
 
-//  Open the datagram socket (and connect udp; unix connects lazily).
-static int s_open_datagram(evr_target_t *self, const evr_target_opts_t *opts,
-                           char *err, size_t errlen)
-{
-    if (self->transport == EVR_TRANSPORT_UDP) {
-        if (s_resolve(self, err, errlen))
-            return -1;
-    } else {
-        struct sockaddr_un *sun = (struct sockaddr_un *)&self->addr;
-        sun->sun_family = AF_UNIX;
-        const char *path = evr_sockspec_path(self->spec);
-        if (strlen(path) >= sizeof sun->sun_path) {
-            snprintf(err, errlen, "unix path too long");
-            return -1;
-        }
-        strcpy(sun->sun_path, path);
-        self->addrlen = sizeof(struct sockaddr_un);
-    }
-    self->fd = socket(self->addr.ss_family,
-                      SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (self->fd < 0) {
-        snprintf(err, errlen, "socket: %s", strerror(errno));
-        return -1;
-    }
-    if (opts->sndbuf > 0)
-        setsockopt(self->fd, SOL_SOCKET, SO_SNDBUF, &opts->sndbuf,
-                   sizeof opts->sndbuf);
-    if (self->transport == EVR_TRANSPORT_UDP) {
-        if (connect(self->fd, (struct sockaddr *)&self->addr, self->addrlen)) {
-            snprintf(err, errlen, "connect: %s", strerror(errno));
-            return -1;
-        }
-        self->connected = true;
-    }
-    return 0;
-}
-
-//  Open (or reopen) the flatstore file.
-static int s_open_file(evr_target_t *self, char *err, size_t errlen)
-{
-    const char *path = evr_sockspec_path(self->spec);
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
-                  (mode_t)self->file_mode);
-    if (fd < 0) {
-        snprintf(err, errlen, "cannot open '%s': %s", path, strerror(errno));
-        return -1;
-    }
-    struct stat st;
-    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
-        close(fd);
-        snprintf(err, errlen, "'%s' is a directory", path);
-        return -1;
-    }
-    if (self->fd >= 0)
-        close(self->fd);
-    self->fd = fd;
-    return 0;
-}
-
-//  Create a target for spec and open its I/O.
+//  Create a target for spec and prepare its I/O.
 evr_target_t *evr_target_new(const evr_sockspec_t *spec,
                              const evr_target_opts_t *opts, int worker,
                              char *err, size_t errlen)
@@ -182,32 +143,59 @@ evr_target_t *evr_target_new(const evr_sockspec_t *spec,
         return NULL;
     }
     self->refs = 1;
-    self->fd = -1;
     self->worker = worker;
-    self->file_mode = opts->file_mode;
-    self->transport = evr_sockspec_transport(spec);
-    self->global_have = S_GET(&s_global_reopen);
-    self->spec = evr_sockspec_parse(evr_sockspec_canonical(spec), err, errlen);
-    int rc = -1;
-    if (self->spec) {
-        switch (self->transport) {
-            case EVR_TRANSPORT_UDP:
-            case EVR_TRANSPORT_UNIX:
-                self->format = opts->datagram_legacy ? EVR_FORMAT_LEGACY
-                                                     : EVR_FORMAT_JSONRPC;
-                rc = s_open_datagram(self, opts, err, errlen);
-                break;
-            case EVR_TRANSPORT_FLATSTORE:
-                self->format = EVR_FORMAT_FLATSTORE;
-                rc = s_open_file(self, err, errlen);
-                break;
-        }
+    self->opts = opts;
+    self->spec = evr_sockspec_dup(spec);
+    evr_transport_t transport = evr_sockspec_transport(spec);
+    self->ops = s_ops_for(transport);
+    switch (transport) {
+        case EVR_TRANSPORT_UDP:
+        case EVR_TRANSPORT_UNIX:
+            self->format =
+                opts->datagram_legacy ? EVR_FORMAT_LEGACY : EVR_FORMAT_JSONRPC;
+            break;
+        case EVR_TRANSPORT_FLATSTORE:
+            self->format = EVR_FORMAT_FLATSTORE;
+            break;
+        default:
+            self->format = EVR_FORMAT_JSONRPC;
+            break;
     }
-    if (rc) {
+    self->formats = 1u << self->format;
+    if (!self->spec || !self->ops) {
+        snprintf(err, errlen, "out of memory");
+        evr_target_unref(&self);
+        return NULL;
+    }
+    if (self->ops->open(self, err, errlen)) {
         evr_target_unref(&self);
         return NULL;
     }
     return self;
+}
+
+//  virtual: create the children.
+int evr_target_make_children(evr_target_t *self, char *err, size_t errlen)
+{
+    size_t n = evr_sockspec_child_count(self->spec);
+    self->children = calloc(n ? n : 1, sizeof *self->children);
+    if (!self->children)
+        return -1;
+    self->formats = 0;
+    for (size_t i = 0; i < n; i++) {
+        char why[512];
+        const evr_sockspec_t *child = evr_sockspec_child(self->spec, i);
+        self->children[i] =
+            evr_target_new(child, self->opts, self->worker, why, sizeof why);
+        if (!self->children[i]) {
+            snprintf(err, errlen, "virtual: child %zu '%s': %s", i + 1,
+                     evr_sockspec_canonical(child), why);
+            return -1;
+        }
+        self->nchildren++;
+        self->formats |= self->children[i]->formats;
+    }
+    return 0;
 }
 
 //  Take a reference.
@@ -223,13 +211,23 @@ void evr_target_unref(evr_target_t **self_p)
     *self_p = NULL;
     if (!self || __atomic_sub_fetch(&self->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
-    evr_target_discard(self);
+    while (self->count) {
+        evr_delivery_t d;
+        evr_target_take(self, &d);
+        evr_msg_unref(d.msg);
+        evr_msg_unref(d.bundle);
+    }
     free(self->ring);
-    if (self->fd >= 0)
-        close(self->fd);
+    if (self->ops && self->ops->close)
+        self->ops->close(self);
+    for (size_t i = 0; i < self->nchildren; i++)
+        evr_target_unref(&self->children[i]);
+    free(self->children);
     evr_sockspec_destroy(&self->spec);
     free(self);
 }
+
+//  --- accessors ------------------------------------------------------------
 
 //  The canonical socket string.
 const char *evr_target_socket(const evr_target_t *self)
@@ -246,15 +244,15 @@ const char *evr_target_transport(const evr_target_t *self)
 //  flatstore: the file path; NULL for others.
 const char *evr_target_path(const evr_target_t *self)
 {
-    return self->transport == EVR_TRANSPORT_FLATSTORE
+    return evr_sockspec_transport(self->spec) == EVR_TRANSPORT_FLATSTORE
                ? evr_sockspec_path(self->spec)
                : NULL;
 }
 
-//  The payload format this target consumes.
-evr_format_t evr_target_format(const evr_target_t *self)
+//  The payload formats this target (and its children) consume.
+unsigned evr_target_formats(const evr_target_t *self)
 {
-    return self->format;
+    return self->formats;
 }
 
 //  The worker that owns the target's I/O.
@@ -263,10 +261,66 @@ int evr_target_worker(const evr_target_t *self)
     return self->worker;
 }
 
-//  Core thread: account for one message about to be queued.
-int evr_target_admit(evr_target_t *self, size_t limit)
+//  virtual: the number of children.
+size_t evr_target_child_count(const evr_target_t *self)
 {
-    if (S_GET(&self->queued) >= limit) {
+    return self->nchildren;
+}
+
+//  virtual: child i.
+const evr_target_t *evr_target_child(const evr_target_t *self, size_t i)
+{
+    return i < self->nchildren ? self->children[i] : NULL;
+}
+
+//  virtual: child i, for the transport.
+evr_target_t *evr_target_child_mut(evr_target_t *self, size_t i)
+{
+    return i < self->nchildren ? self->children[i] : NULL;
+}
+
+//  The target's parsed socket.
+const evr_sockspec_t *evr_target_spec(const evr_target_t *self)
+{
+    return self->spec;
+}
+
+//  The target's options.
+const evr_target_opts_t *evr_target_opts(const evr_target_t *self)
+{
+    return self->opts;
+}
+
+//  The transport's private state.
+void *evr_target_state(const evr_target_t *self)
+{
+    return self->state;
+}
+
+//  Set the transport's private state.
+void evr_target_set_state(evr_target_t *self, void *state)
+{
+    self->state = state;
+}
+
+//  The transport functions of a target.
+const evr_transport_ops_t *evr_target_ops(const evr_target_t *self)
+{
+    return self->ops;
+}
+
+//  The reactor the target was woken on.
+evr_reactor_t *evr_target_reactor(const evr_target_t *self)
+{
+    return self->reactor;
+}
+
+//  --- core side ------------------------------------------------------------
+
+//  Core thread: account for one message about to be queued.
+int evr_target_admit(evr_target_t *self)
+{
+    if (S_GET(&self->queued) >= self->opts->queue_limit) {
         S_ADD(&self->dropped, 1);
         return -1;
     }
@@ -274,18 +328,14 @@ int evr_target_admit(evr_target_t *self, size_t limit)
     return 0;
 }
 
-//  Worker: the fd to wait on for POLLOUT, or -1.
-int evr_target_fd(const evr_target_t *self)
-{
-    return self->fd;
-}
+//  --- the queue ------------------------------------------------------------
 
-//  Worker: queue msg behind what the target already holds.
-int evr_target_push(evr_target_t *self, evr_msg_t *msg)
+//  Append a delivery to the ring. Returns 0 or -1.
+static int s_ring_push(evr_target_t *self, const evr_delivery_t *d)
 {
     if (self->count == self->ring_cap) {
-        size_t cap = self->ring_cap ? self->ring_cap * 2 : 256;
-        evr_msg_t **ring = malloc(cap * sizeof *ring);
+        size_t cap = self->ring_cap ? self->ring_cap * 2 : 64;
+        evr_delivery_t *ring = malloc(cap * sizeof *ring);
         if (!ring)
             return -1;
         for (size_t i = 0; i < self->count; i++)
@@ -295,10 +345,72 @@ int evr_target_push(evr_target_t *self, evr_msg_t *msg)
         self->ring_cap = cap;
         self->head = 0;
     }
-    self->ring[(self->head + self->count) & (self->ring_cap - 1)] = msg;
+    self->ring[(self->head + self->count) & (self->ring_cap - 1)] = *d;
     self->count++;
     return 0;
 }
+
+//  Number of deliveries waiting in the queue.
+size_t evr_target_queued(const evr_target_t *self)
+{
+    return self->count;
+}
+
+//  The i-th waiting delivery.
+evr_delivery_t *evr_target_peek(evr_target_t *self, size_t i)
+{
+    if (i >= self->count)
+        return NULL;
+    return &self->ring[(self->head + i) & (self->ring_cap - 1)];
+}
+
+//  Take the oldest waiting delivery off the queue.
+int evr_target_take(evr_target_t *self, evr_delivery_t *out)
+{
+    if (!self->count)
+        return -1;
+    *out = self->ring[self->head];
+    self->head = (self->head + 1) & (self->ring_cap - 1);
+    self->count--;
+    return 0;
+}
+
+//  Worker: queue a message admitted by the core.
+void evr_target_push(evr_target_t *self, evr_reactor_t *reactor, evr_msg_t *msg)
+{
+    self->reactor = reactor;
+    evr_delivery_t d = {.msg = msg};
+    if (msg->len == 0 && msg->parts[0] == NULL && msg->parts[1] == NULL &&
+        msg->parts[2] == NULL) {
+        //  cannot happen: the core never queues an empty message
+        evr_target_dequeued(self);
+        evr_target_count(self, 0, EVR_OUTCOME_DROPPED);
+        evr_msg_unref(msg);
+        return;
+    }
+    if (s_ring_push(self, &d)) {
+        evr_target_dequeued(self);
+        evr_target_count(self, 0, EVR_OUTCOME_DROPPED);
+        evr_msg_unref(msg);
+        return;
+    }
+    evr_reactor_wake(reactor, self);
+}
+
+//  Queue a delivery for a virtual child and wake the worker for it.
+int evr_target_enqueue(evr_target_t *self, evr_delivery_t *d)
+{
+    if (d->parent)
+        self->reactor = evr_target_reactor(d->parent);
+    if (S_GET(&self->queued) >= self->opts->queue_limit || s_ring_push(self, d))
+        return -1;
+    S_ADD(&self->queued, 1);
+    if (self->reactor)
+        evr_reactor_wake(self->reactor, self);
+    return 0;
+}
+
+//  --- outcomes -------------------------------------------------------------
 
 //  The histogram bucket of a latency.
 static size_t s_bucket(uint64_t us)
@@ -309,129 +421,59 @@ static size_t s_bucket(uint64_t us)
     return b;
 }
 
-//  Remove n messages from the front of the queue, counting them (and their
-//  latency, when they were delivered).
-static void s_pop(evr_target_t *self, size_t n, uint64_t *counter)
+//  One message fewer queued on a target.
+void evr_target_dequeued(evr_target_t *self)
 {
-    int64_t now_us = counter == &self->delivered ? zclock_usecs() : 0;
+    S_SUB(&self->queued, 1);
+}
+
+//  Count an outcome on a target.
+void evr_target_count(evr_target_t *self, int64_t raised_us,
+                      evr_outcome_t outcome)
+{
+    if (outcome == EVR_OUTCOME_FAILED) {
+        S_ADD(&self->failed, 1);
+        return;
+    }
+    if (outcome == EVR_OUTCOME_DROPPED) {
+        S_ADD(&self->dropped, 1);
+        return;
+    }
+    S_ADD(&self->delivered, 1);
+    if (raised_us > 0) {
+        int64_t now_us = zclock_usecs();
+        uint64_t us = now_us > raised_us ? (uint64_t)(now_us - raised_us) : 0;
+        S_ADD(&self->latency_count[s_bucket(us)], 1);
+        S_ADD(&self->latency_sum_us, us);
+    }
+}
+
+//  Report the outcome of a delivery.
+void evr_target_complete(evr_target_t *self, evr_delivery_t *d, bool ok)
+{
+    evr_target_dequeued(self);
+    evr_target_count(self, d->msg ? d->msg->raised_us : 0,
+                     ok ? EVR_OUTCOME_DELIVERED : EVR_OUTCOME_FAILED);
+    if (d->parent) {
+        evr_tr_virtual_child_done(d->parent, self, d, ok);
+        return;
+    }
+    evr_msg_unref(d->msg);
+    evr_msg_unref(d->bundle);
+}
+
+//  Complete the n oldest waiting deliveries with the same outcome.
+void evr_target_complete_front(evr_target_t *self, size_t n, bool ok)
+{
     for (size_t i = 0; i < n; i++) {
-        evr_msg_t *msg = self->ring[self->head];
-        if (now_us && msg->raised_us > 0) {
-            uint64_t us = now_us > msg->raised_us
-                              ? (uint64_t)(now_us - msg->raised_us)
-                              : 0;
-            S_ADD(&self->latency_count[s_bucket(us)], 1);
-            S_ADD(&self->latency_sum_us, us);
-        }
-        evr_msg_unref(msg);
-        self->head = (self->head + 1) & (self->ring_cap - 1);
+        evr_delivery_t d;
+        if (evr_target_take(self, &d))
+            return;
+        evr_target_complete(self, &d, ok);
     }
-    self->count -= n;
-    S_SUB(&self->queued, n);
-    S_ADD(counter, n);
 }
 
-//  Whether a send error means "this destination is gone" (count and move
-//  on) rather than "try again later".
-static bool s_hard_error(int err)
-{
-    return err != EAGAIN && err != EWOULDBLOCK && err != EINTR &&
-           err != ENOBUFS;
-}
-
-//  unix: (re)connect to the listener's path. Returns 0 or -1.
-static int s_connect_unix(evr_target_t *self)
-{
-    if (connect(self->fd, (struct sockaddr *)&self->addr, self->addrlen) == 0) {
-        self->connected = true;
-        return 0;
-    }
-    self->connected = false;
-    return -1;
-}
-
-//  Datagram flush: sendmmsg in batches.
-static int s_flush_datagram(evr_target_t *self)
-{
-    struct mmsghdr mm[BATCH_MAX];
-    struct iovec iov[BATCH_MAX];
-    while (self->count) {
-        if (!self->connected && s_connect_unix(self)) {
-            s_pop(self, 1, &self->failed);
-            continue;
-        }
-        size_t n = self->count < BATCH_MAX ? self->count : BATCH_MAX;
-        for (size_t i = 0; i < n; i++) {
-            evr_msg_t *msg =
-                self->ring[(self->head + i) & (self->ring_cap - 1)];
-            iov[i].iov_base = msg->data;
-            iov[i].iov_len = msg->len;
-            memset(&mm[i].msg_hdr, 0, sizeof mm[i].msg_hdr);
-            mm[i].msg_hdr.msg_iov = &iov[i];
-            mm[i].msg_hdr.msg_iovlen = 1;
-        }
-        int sent = sendmmsg(self->fd, mm, (unsigned)n, MSG_DONTWAIT);
-        if (sent > 0) {
-            s_pop(self, (size_t)sent, &self->delivered);
-            continue;
-        }
-        if (!s_hard_error(errno))
-            return errno == EINTR ? 0 : 1;
-        //  The first message was refused: a closed port or a vanished
-        //  unix listener. Count it; unix sockets reconnect on the next try.
-        if (self->transport == EVR_TRANSPORT_UNIX)
-            self->connected = false;
-        s_pop(self, 1, &self->failed);
-    }
-    return 0;
-}
-
-//  Flatstore flush: reopen if asked, then writev whole lines.
-static int s_flush_file(evr_target_t *self)
-{
-    int want = S_GET(&self->reopen_want);
-    int global = S_GET(&s_global_reopen);
-    if (want != self->reopen_have || global != self->global_have) {
-        char err[256];
-        self->reopen_have = want;
-        self->global_have = global;
-        if (s_open_file(self, err, sizeof err) && self->fd < 0) {
-            s_pop(self, self->count, &self->failed);
-            return 0;
-        }
-    }
-    struct iovec iov[BATCH_MAX];
-    while (self->count) {
-        size_t n = self->count < BATCH_MAX ? self->count : BATCH_MAX;
-        size_t total = 0;
-        for (size_t i = 0; i < n; i++) {
-            evr_msg_t *msg =
-                self->ring[(self->head + i) & (self->ring_cap - 1)];
-            iov[i].iov_base = msg->data;
-            iov[i].iov_len = msg->len;
-            total += msg->len;
-        }
-        ssize_t rc = writev(self->fd, iov, (int)n);
-        if (rc == (ssize_t)total) {
-            s_pop(self, n, &self->delivered);
-            continue;
-        }
-        if (rc < 0 && errno == EINTR)
-            continue;
-        //  A short or failed write of a local file (disk full, I/O error):
-        //  count the batch as failed rather than retrying forever.
-        s_pop(self, n, &self->failed);
-    }
-    return 0;
-}
-
-//  Worker: write as much of the queue as the destination accepts.
-int evr_target_flush(evr_target_t *self)
-{
-    if (self->transport == EVR_TRANSPORT_FLATSTORE)
-        return s_flush_file(self);
-    return s_flush_datagram(self);
-}
+//  --- worker side ----------------------------------------------------------
 
 //  Worker: mark the target as seen in pass `round`.
 bool evr_target_mark(evr_target_t *self, uint64_t round)
@@ -442,23 +484,72 @@ bool evr_target_mark(evr_target_t *self, uint64_t round)
     return true;
 }
 
-//  Worker: drop everything still queued (counted as dropped).
-void evr_target_discard(evr_target_t *self)
+//  Worker: set whether the target is on the active list; returns the old
+//  value.
+bool evr_target_set_active(evr_target_t *self, bool active)
 {
-    if (self->count)
-        s_pop(self, self->count, &self->dropped);
+    bool old = self->active;
+    self->active = active;
+    return old;
 }
 
-//  flatstore: reopen the file before the next write (rotation).
-void evr_target_request_reopen(evr_target_t *self)
+//  Worker: whether the target needs the reactor.
+bool evr_target_needs_reactor(evr_target_t *self)
 {
-    S_ADD(&self->reopen_want, 1);
+    return self->count > 0 || (self->ops->busy && self->ops->busy(self));
+}
+
+//  Worker: fail everything queued and in flight.
+void evr_target_abort(evr_target_t *self)
+{
+    if (self->ops->abort)
+        self->ops->abort(self);
+    while (self->count) {
+        evr_delivery_t d;
+        evr_target_take(self, &d);
+        evr_target_dequeued(self);
+        evr_target_count(self, 0, EVR_OUTCOME_DROPPED);
+        if (d.parent)
+            evr_tr_virtual_child_done(d.parent, self, &d, false);
+        else {
+            evr_msg_unref(d.msg);
+            evr_msg_unref(d.bundle);
+        }
+    }
+}
+
+//  Whether only the worker still holds the target.
+bool evr_target_orphaned(const evr_target_t *self)
+{
+    return __atomic_load_n(&self->refs, __ATOMIC_ACQUIRE) <= 1;
+}
+
+//  --- flatstore rotation ---------------------------------------------------
+
+//  Ask flatstore targets (this one or its children) writing path to reopen.
+bool evr_target_request_reopen(evr_target_t *self, const char *path)
+{
+    bool hit = false;
+    const char *mine = evr_target_path(self);
+    if (mine && (!path || !strcmp(mine, path))) {
+        S_ADD(&self->reopen_want, 1);
+        hit = true;
+    }
+    for (size_t i = 0; i < self->nchildren; i++)
+        hit |= evr_target_request_reopen(self->children[i], path);
+    return hit;
 }
 
 //  Reopen every flatstore file before its next write (SIGHUP).
 void evr_target_reopen_all(void)
 {
     S_ADD(&s_global_reopen, 1);
+}
+
+//  The reopen generation wanted for this target.
+int evr_target_reopen_generation(const evr_target_t *self)
+{
+    return S_GET(&self->reopen_want) + S_GET(&s_global_reopen);
 }
 
 //  Snapshot the counters.

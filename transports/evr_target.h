@@ -1,15 +1,16 @@
-/*  evr_target.h - one delivery destination and its I/O.
+/*  evr_target.h - one delivery destination, as the relay core sees it.
 
-    A target is a canonical socket string turned into something that can be
-    written to: a connected non-blocking UDP socket, a connected unix
-    datagram socket, or an O_APPEND file. Subscriptions share targets
-    (several events subscribed by one socket use one target).
+    A target is a parsed socket turned into something that delivers
+    payloads: a datagram socket, a file, a TCP JSON-RPC connection, an AMQP
+    channel, a ZeroMQ socket, an HTTP client, or a virtual subscriber that
+    spreads events over child targets. Subscriptions share targets (several
+    events subscribed by one socket use one target).
 
-    Threads: the relay's core thread creates targets and enqueues messages;
-    exactly one delivery worker (evr_target_worker) does the target's I/O.
-    Counters are atomics readable from any thread. Targets and messages are
-    reference counted so a target can be unsubscribed while its messages are
-    still queued.
+    Threads: the relay's core thread creates targets and admits messages;
+    exactly one delivery worker (evr_target_worker) does the target's I/O
+    (see evr_transport.h for the worker side). Counters are atomics
+    readable from any thread. Targets and messages are reference counted so
+    a target can be unsubscribed while its messages are still queued.
 */
 #ifndef EVR_TARGET_H_INCLUDED
 #define EVR_TARGET_H_INCLUDED
@@ -27,25 +28,47 @@ typedef enum {
     EVR_FORMAT_COUNT
 } evr_format_t;
 
-//  An encoded payload shared by every target of one format.
-typedef struct {
+//  An encoded payload shared by every target of one format. A bundle (len
+//  0, parts set) carries one payload per format, for virtual targets whose
+//  children consume different formats.
+typedef struct _evr_msg_t evr_msg_t;
+struct _evr_msg_t {
     int refs; //  atomic
     uint32_t len;
     int64_t raised_us; //  producer's raise time, 0 if unknown
+    const char *event; //  event name (points into data or a bundle part)
+    evr_msg_t *parts[EVR_FORMAT_COUNT]; //  bundle only
     char data[];
-} evr_msg_t;
+};
 
 //  Allocate a message holding a copy of len bytes, with `refs` references.
-evr_msg_t *evr_msg_new(const void *data, size_t len, int refs);
+//  event (copied after the payload) names the event.
+evr_msg_t *evr_msg_new(const void *data, size_t len, const char *event,
+                       int refs);
 
-//  Drop one reference; frees the message at zero.
+//  Allocate a bundle taking one reference to each non-NULL part.
+evr_msg_t *evr_msg_bundle(evr_msg_t *parts[EVR_FORMAT_COUNT], int refs);
+
+//  Drop one reference; frees the message (and a bundle's parts) at zero.
 void evr_msg_unref(evr_msg_t *msg);
+
+//  Take one more reference.
+void evr_msg_ref(evr_msg_t *msg);
 
 //  Settings shared by all targets, from the relay's configuration.
 typedef struct {
     bool datagram_legacy; //  udp/unix get the <= 3.0 text format
     int file_mode;        //  permissions of flatstore files it creates
     int sndbuf; //  SO_SNDBUF for datagram sockets (0 = system default)
+    int failover_timeout_s; //  virtual FAILOVER: skip a failed child
+    bool tcp_reliable;      //  tcp: JSON-RPC requests with ids, replies checked
+    int tcp_timeout_ms;     //  tcp: reply timeout in reliable mode
+    const char *tcp_event_param; //  tcp: event_param (NULL = none)
+    int connect_timeout_ms;      //  every connecting transport
+    int http_timeout_ms;         //  http: whole request
+    int amqp_heartbeat_s;        //  rabbitmq: heartbeat (0 = off)
+    size_t queue_limit;          //  per target; virtual children too
+    void *zmq_ctx;               //  the relay's ZeroMQ context (zmq transport)
 } evr_target_opts_t;
 
 typedef struct _evr_target_t evr_target_t;
@@ -68,10 +91,11 @@ typedef struct {
     uint64_t latency_sum_us;
 } evr_target_stats_t;
 
-//  Create a target for spec (copied) and open its I/O: resolve the udp host
-//  (once, as OpenSIPS does), create the socket, open the file. worker is
-//  the index of the delivery worker that will own it. Returns NULL with a
-//  reason in err on failure. Starts with one reference.
+//  Create a target for spec (deep-copied) and prepare its I/O without
+//  blocking on the network (a udp host is resolved once, as OpenSIPS does;
+//  connections are made by the worker). worker is the index of the
+//  delivery worker that will own it. opts must outlive the target. Returns
+//  NULL with a reason in err on failure. Starts with one reference.
 evr_target_t *evr_target_new(const evr_sockspec_t *spec,
                              const evr_target_opts_t *opts, int worker,
                              char *err, size_t errlen);
@@ -91,39 +115,26 @@ const char *evr_target_transport(const evr_target_t *self);
 //  flatstore: the file path; NULL for others.
 const char *evr_target_path(const evr_target_t *self);
 
-//  The payload format this target consumes.
-evr_format_t evr_target_format(const evr_target_t *self);
+//  The payload formats this target (and its children) consume, as a
+//  bitmask of (1 << evr_format_t).
+unsigned evr_target_formats(const evr_target_t *self);
 
 //  The worker that owns the target's I/O.
 int evr_target_worker(const evr_target_t *self);
 
 //  Core thread: account for one message about to be queued. Returns 0, or
-//  -1 when the target's queue is at `limit` (the message is counted as
+//  -1 when the target's queue is at its limit (the message is counted as
 //  dropped and must not be queued).
-int evr_target_admit(evr_target_t *self, size_t limit);
+int evr_target_admit(evr_target_t *self);
 
-//  Worker: the fd to wait on for POLLOUT, or -1.
-int evr_target_fd(const evr_target_t *self);
+//  virtual: the number of children (0 for others) and child i (borrowed).
+size_t evr_target_child_count(const evr_target_t *self);
+const evr_target_t *evr_target_child(const evr_target_t *self, size_t i);
 
-//  Worker: queue msg (takes the caller's reference to it) behind what the
-//  target already holds.
-int evr_target_push(evr_target_t *self, evr_msg_t *msg);
-
-//  Worker: write as much of the queue as the destination accepts without
-//  blocking. Returns 0 when the queue is empty, 1 when the destination
-//  would block (wait for POLLOUT on evr_target_fd), -1 on allocation
-//  failure. Messages the destination refuses are counted as failed.
-int evr_target_flush(evr_target_t *self);
-
-//  Worker: mark the target as seen in pass `round`; returns true when it
-//  was not marked for that round yet (cheap de-duplication of work lists).
-bool evr_target_mark(evr_target_t *self, uint64_t round);
-
-//  Worker: drop everything still queued (counted as dropped).
-void evr_target_discard(evr_target_t *self);
-
-//  flatstore: reopen the file before the next write (rotation). Any thread.
-void evr_target_request_reopen(evr_target_t *self);
+//  flatstore: reopen the file before the next write (rotation). Any
+//  thread. Returns true when the target (or one of its children) writes
+//  `path` (NULL = any flatstore).
+bool evr_target_request_reopen(evr_target_t *self, const char *path);
 
 //  Reopen every flatstore file before its next write (SIGHUP). Any thread.
 void evr_target_reopen_all(void);
