@@ -378,9 +378,14 @@ static json_t *s_raise(evr_relay_t *relay, json_t *params,
         s_error(error, 400, "Bad Params", why);
     else {
         evr_event_view_t view = {name, strlen(name), p.params, p.n};
-        if (evr_relay_raise(relay, &view) == 0)
+        size_t queued = 0;
+        if (evr_relay_raise(relay, &view, &queued) == 0)
             s_error(error, 480, "Temporarily Unavailable",
                     "no subscribers for this event");
+        else if (queued == 0)
+            s_error(error, 400, "Bad Params",
+                    "nothing queued: the event is too large for its "
+                    "subscribers, or their queues are full");
         else
             result = json_string("OK");
     }

@@ -514,9 +514,13 @@ static void s_submit(evr_relay_t *self)
 }
 
 //  Queue ev for every live subscriber, now.
-size_t evr_relay_raise(evr_relay_t *self, const evr_event_view_t *ev)
+size_t evr_relay_raise(evr_relay_t *self, const evr_event_view_t *ev,
+                       size_t *queued)
 {
-    size_t n = s_dispatch(self, ev, zclock_usecs(), evr_relay_now_ms());
+    uint64_t before = self->in.delivered_to_queues;
+    size_t n = s_dispatch(self, ev, evr_wall_us(), evr_relay_now_ms());
+    if (queued)
+        *queued = (size_t)(self->in.delivered_to_queues - before);
     s_submit(self);
     return n;
 }

@@ -12,6 +12,7 @@
     `evrelayctl flatstore-rotate` or SIGHUP).
 */
 #include "evr_target.h"
+#include "evr_event.h"
 
 #include <czmq.h>
 #include <errno.h>
@@ -313,7 +314,7 @@ static size_t s_bucket(uint64_t us)
 //  latency, when they were delivered).
 static void s_pop(evr_target_t *self, size_t n, uint64_t *counter)
 {
-    int64_t now_us = counter == &self->delivered ? zclock_usecs() : 0;
+    int64_t now_us = counter == &self->delivered ? evr_wall_us() : 0;
     for (size_t i = 0; i < n; i++) {
         evr_msg_t *msg = self->ring[self->head];
         if (now_us && msg->raised_us > 0) {
