@@ -60,8 +60,9 @@
 #define S_RECONNECT_IVL_MAX_MS 1000
 
 //  A send that failed with EAGAIN (no relay connected yet) is retried this
-//  soon, so a relay that comes up is used quickly.
-#define S_EAGAIN_RETRY_US 100000
+//  soon, so a relay that comes up is used quickly (a cheap poll while
+//  disconnected).
+#define S_EAGAIN_RETRY_US 10000
 
 //  Acks are small; a bigger frame is not an ack and is ignored undecoded.
 #define S_MAX_ACK_BYTES 65536
@@ -523,10 +524,18 @@ static void s_publish(evr_client_t *self, size_t n, int64_t now)
     s_batch_t *kept = NULL;
     if (batch.data && s_window_push(&self->window, &batch) == 0)
         kept = s_window_at(&self->window, self->window.count - 1);
-    if (kept && s_send(self, kept) == 0) {
+    //  Batches leave in sequence order: while an older one still waits for
+    //  a relay (unsent batches are always at the tail), this one waits too.
+    s_batch_t *prev = self->window.count > 1
+                          ? s_window_at(&self->window, self->window.count - 2)
+                          : NULL;
+    bool behind = prev && !prev->done && !prev->sent;
+    if (kept && !behind && s_send(self, kept) == 0) {
         kept->sent = true;
         kept->deadline_us = now + kept->ivl_us;
-    } else if (kept)
+    } else if (kept && behind)
+        kept->deadline_us = prev->deadline_us;
+    else if (kept)
         kept->deadline_us =
             now + (kept->ivl_us < S_EAGAIN_RETRY_US ? kept->ivl_us
                                                     : S_EAGAIN_RETRY_US);

@@ -378,9 +378,14 @@ static json_t *s_raise(evr_relay_t *relay, json_t *params,
         s_error(error, 400, "Bad Params", why);
     else {
         evr_event_view_t view = {name, strlen(name), p.params, p.n};
-        if (evr_relay_raise(relay, &view) == 0)
+        size_t queued = 0;
+        if (evr_relay_raise(relay, &view, &queued) == 0)
             s_error(error, 480, "Temporarily Unavailable",
                     "no subscribers for this event");
+        else if (queued == 0)
+            s_error(error, 400, "Bad Params",
+                    "nothing queued: the event is too large for its "
+                    "subscribers, or their queues are full");
         else
             result = json_string("OK");
     }
@@ -508,7 +513,14 @@ void evr_control_frame(evr_relay_t *relay, const void *frame, size_t len,
     char *text = NULL;
     if (req->params_json && *req->params_json) {
         json_error_t jerr;
-        params = json_loads(req->params_json, JSON_DECODE_ANY, &jerr);
+        //  Duplicate keys are refused rather than silently collapsed; an
+        //  integer beyond 64 bits is read as a real, then clamped to 32
+        //  bits as OpenSIPS' MI does.
+        int flags = JSON_DECODE_ANY | JSON_REJECT_DUPLICATES;
+        params = json_loads(req->params_json, flags, &jerr);
+        if (!params && strstr(jerr.text, "too big"))
+            params = json_loads(req->params_json,
+                                flags | JSON_DECODE_INT_AS_REAL, &jerr);
         if (!params)
             s_error(&error, -32700, "Parse error", jerr.text);
     }

@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 typedef enum {
     EVR_PARAM_NULL = 0, //  a string param with no value: JSON null
@@ -31,5 +32,14 @@ typedef struct {
     const evr_param_t *params;
     size_t nparams;
 } evr_event_view_t;
+
+//  Wall-clock microseconds since the epoch: the clock producers stamp
+//  raised_us with, so raise->delivery latency compares like with like.
+static inline int64_t evr_wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 #endif

@@ -384,6 +384,8 @@ typedef struct {
     evr_msg_t *msgs[EVR_FORMAT_COUNT];
     bool failed[EVR_FORMAT_COUNT];
     evr_msg_t *bundles[1u << EVR_FORMAT_COUNT]; //  by format mask
+    bool checked;                               //  the size check ran
+    bool too_large; //  the event is refused for every subscriber
     int64_t raised_us;
 } s_dispatch_t;
 
@@ -458,6 +460,17 @@ static void s_on_sub(const evr_sub_info_t *info, void *arg)
     s_dispatch_t *d = arg;
     evr_relay_t *self = d->self;
     evr_target_t *t = ((s_tref_t *)info->target)->target;
+    if (!d->checked) {
+        //  The JSON-RPC notification is the largest encoding (names,
+        //  quotes, escapes): its size decides for every format, so an
+        //  event is refused for all its subscribers or for none.
+        d->checked = true;
+        d->msgs[EVR_FORMAT_JSONRPC] = s_encode(d, EVR_FORMAT_JSONRPC);
+        d->failed[EVR_FORMAT_JSONRPC] = d->too_large =
+            d->msgs[EVR_FORMAT_JSONRPC] == NULL;
+    }
+    if (d->too_large)
+        return;
     evr_msg_t *msg = s_payload(d, evr_target_formats(t));
     if (!msg)
         return;
@@ -475,9 +488,10 @@ static void s_on_sub(const evr_sub_info_t *info, void *arg)
     self->in.delivered_to_queues++;
 }
 
-//  Queue one event; returns the number of live subscriptions matched.
+//  Queue one event; returns the number of live subscriptions matched, and
+//  sets *too_large (may be NULL) when the event was refused for its size.
 static size_t s_dispatch(evr_relay_t *self, const evr_event_view_t *ev,
-                         int64_t raised_us, int64_t now_ms)
+                         int64_t raised_us, int64_t now_ms, bool *too_large)
 {
     s_dispatch_t d = {.self = self, .ev = ev, .raised_us = raised_us};
     size_t before = evr_table_event_count(self->table);
@@ -492,6 +506,8 @@ static size_t s_dispatch(evr_relay_t *self, const evr_event_view_t *ev,
         evr_msg_unref(d.bundles[m]);
     for (int f = 0; f < EVR_FORMAT_COUNT; f++)
         evr_msg_unref(d.msgs[f]);
+    if (too_large)
+        *too_large = d.too_large;
     return n;
 }
 
@@ -518,9 +534,13 @@ static void s_submit(evr_relay_t *self)
 }
 
 //  Queue ev for every live subscriber, now.
-size_t evr_relay_raise(evr_relay_t *self, const evr_event_view_t *ev)
+size_t evr_relay_raise(evr_relay_t *self, const evr_event_view_t *ev,
+                       size_t *queued)
 {
-    size_t n = s_dispatch(self, ev, zclock_usecs(), evr_relay_now_ms());
+    uint64_t before = self->in.delivered_to_queues;
+    size_t n = s_dispatch(self, ev, evr_wall_us(), evr_relay_now_ms(), NULL);
+    if (queued)
+        *queued = (size_t)(self->in.delivered_to_queues - before);
     s_submit(self);
     return n;
 }
@@ -622,7 +642,8 @@ static void s_on_publish(evr_relay_t *self, zmq_msg_t *env, int nenv,
         refused = "unsupported protocol version";
     } else if (pub->producer_id.len == 0 || pub->producer_id.len > 64 ||
                pub->first_seq == 0 ||
-               pub->first_seq + pub->n_events < pub->first_seq) {
+               (pub->n_events > 0 &&
+                pub->first_seq + (pub->n_events - 1) < pub->first_seq)) {
         self->in.malformed++;
         refused = "bad producer_id or first_seq";
     }
@@ -656,11 +677,13 @@ static void s_on_publish(evr_relay_t *self, zmq_msg_t *env, int nenv,
             rejected++;
             continue;
         }
-        uint64_t too_large = self->in.too_large;
+        bool too_large = false;
         s_dispatch(self, &view, e->has_raised_us ? (int64_t)e->raised_us : 0,
-                   now);
-        if (self->in.too_large != too_large)
+                   now, &too_large);
+        if (too_large) {
+            self->in.rejected++;
             rejected++;
+        }
     }
     s_submit(self);
     s_ack(self, env, nenv, pub, window ? evr_dedup_through(window) : 0, dups,

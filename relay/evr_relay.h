@@ -39,8 +39,11 @@ int evr_relay_subscribe(evr_relay_t *self, const char *event,
                         size_t errlen);
 
 //  Queue ev for every live subscriber and hand the work to the workers.
-//  Returns the number of live subscriptions it matched.
-size_t evr_relay_raise(evr_relay_t *self, const evr_event_view_t *ev);
+//  Returns the number of live subscriptions it matched; *queued (may be
+//  NULL) gets how many of them the event was queued for (fewer when it is
+//  too large or a target queue is full).
+size_t evr_relay_raise(evr_relay_t *self, const evr_event_view_t *ev,
+                       size_t *queued);
 
 //  Ask flatstore targets writing `path` to reopen. Returns how many.
 size_t evr_relay_rotate(evr_relay_t *self, const char *path);

@@ -23,6 +23,7 @@ int main(int argc, char **argv)
         return rc < 0 ? 2 : 0;
     }
     zsys_set_logident("evrelayd");
+    zsys_set_logstream(stderr);
     if (cfg->syslog) {
         zsys_set_logsystem(true);
         zsys_set_logstream(NULL);

@@ -5,6 +5,7 @@
     evr_transport_ops_t (evr_transport.h).
 */
 #include "evr_transport.h"
+#include "evr_event.h"
 
 #include <czmq.h>
 #include <stdio.h>
@@ -441,7 +442,7 @@ void evr_target_count(evr_target_t *self, int64_t raised_us,
     }
     S_ADD(&self->delivered, 1);
     if (raised_us > 0) {
-        int64_t now_us = zclock_usecs();
+        int64_t now_us = evr_wall_us();
         uint64_t us = now_us > raised_us ? (uint64_t)(now_us - raised_us) : 0;
         S_ADD(&self->latency_count[s_bucket(us)], 1);
         S_ADD(&self->latency_sum_us, us);

@@ -12,7 +12,8 @@
 
     The worker is a reactor: it asks every active target for the fds or
     ZeroMQ sockets to poll (poll_items) and its next timer, and calls
-    on_poll / on_timer / flush. A target is active while it has queued or
+    on_poll / on_timer / flush (every now_us is the monotonic clock,
+    zclock_usecs). A target is active while it has queued or
     in-flight deliveries or an open connection (busy).
 */
 #ifndef EVR_TRANSPORT_H_INCLUDED
