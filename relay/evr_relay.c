@@ -151,6 +151,12 @@ static void s_release_tref(void *target, void *arg)
     s_tref_t *tref = target;
     if (!tref || --tref->subs > 0)
         return;
+    //  Retire it and wake its worker, which drops what is still queued for
+    //  it and closes its connections (workers are gone at shutdown).
+    evr_target_retire(tref->target);
+    evr_worker_t *worker = self->workers[evr_target_worker(tref->target)];
+    if (worker)
+        evr_worker_submit(worker, NULL, 0);
     zhashx_delete(self->targets, evr_target_socket(tref->target));
 }
 

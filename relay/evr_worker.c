@@ -107,14 +107,14 @@ static void s_flush_dirty(evr_reactor_t *r)
     r->dirty.n = 0;
 }
 
-//  Drop active targets that no longer need the reactor; abort orphaned
-//  ones that only keep a connection open.
+//  Drop active targets that no longer need the reactor; abort retired
+//  (unsubscribed) ones: what they still hold is dropped and counted.
 static void s_prune(evr_reactor_t *r)
 {
     size_t keep = 0;
     for (size_t i = 0; i < r->active.n; i++) {
         evr_target_t *t = r->active.items[i];
-        if (evr_target_orphaned(t) && !evr_target_queued(t))
+        if (evr_target_retired(t))
             evr_target_abort(t);
         if (evr_target_needs_reactor(t)) {
             r->active.items[keep++] = t;

@@ -116,7 +116,6 @@ evr_policy_t evr_sockspec_policy(const evr_sockspec_t *self);
 size_t evr_sockspec_child_count(const evr_sockspec_t *self);
 
 //  virtual: child i (borrowed).
-const evr_sockspec_t *evr_sockspec_child(const evr_sockspec_t *self,
-                                         size_t i);
+const evr_sockspec_t *evr_sockspec_child(const evr_sockspec_t *self, size_t i);
 
 #endif

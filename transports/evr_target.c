@@ -22,8 +22,9 @@ struct _evr_target_t {
     unsigned formats; //  bitmask, children included
     int worker;
     evr_reactor_t *reactor;
-    uint64_t mark;   //  worker's work-list round
-    bool active;     //  on the worker's active list
+    uint64_t
+        mark; //  worker's work-list round    bool active; //  on the worker's active list
+    int retired;     //  atomic: no subscription uses it any more
     int reopen_want; //  atomic: flatstore rotation requests
     //  The queue, a ring of deliveries owned by the worker.
     evr_delivery_t *ring;
@@ -217,6 +218,7 @@ void evr_target_unref(evr_target_t **self_p)
         evr_target_take(self, &d);
         evr_msg_unref(d.msg);
         evr_msg_unref(d.bundle);
+        evr_target_unref(&d.parent);
     }
     free(self->ring);
     if (self->ops && self->ops->close)
@@ -519,10 +521,18 @@ void evr_target_abort(evr_target_t *self)
     }
 }
 
-//  Whether only the worker still holds the target.
-bool evr_target_orphaned(const evr_target_t *self)
+//  Core thread: the last subscription of this target is gone.
+void evr_target_retire(evr_target_t *self)
 {
-    return __atomic_load_n(&self->refs, __ATOMIC_ACQUIRE) <= 1;
+    __atomic_store_n(&self->retired, 1, __ATOMIC_RELEASE);
+    for (size_t i = 0; i < self->nchildren; i++)
+        evr_target_retire(self->children[i]);
+}
+
+//  Whether the core retired the target.
+bool evr_target_retired(const evr_target_t *self)
+{
+    return __atomic_load_n(&self->retired, __ATOMIC_ACQUIRE) != 0;
 }
 
 //  --- flatstore rotation ---------------------------------------------------

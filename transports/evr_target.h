@@ -136,6 +136,10 @@ const evr_target_t *evr_target_child(const evr_target_t *self, size_t i);
 //  `path` (NULL = any flatstore).
 bool evr_target_request_reopen(evr_target_t *self, const char *path);
 
+//  Core thread: the last subscription of this target is gone. Its worker
+//  drops what it still holds for it (counted) and closes its connections.
+void evr_target_retire(evr_target_t *self);
+
 //  Reopen every flatstore file before its next write (SIGHUP). Any thread.
 void evr_target_reopen_all(void);
 

@@ -117,11 +117,13 @@ static void s_route(evr_target_t *t, evr_msg_t *event, uint32_t tried)
                             .bundle = event,
                             .parent = t,
                             .tried = tried};
+        evr_target_ref(t); //  the delivery's reference to its parent
         if (evr_target_enqueue(child, &d) == 0)
             return;
         //  the child's queue is full: count it there, try the next one
         evr_target_count(child, 0, EVR_OUTCOME_DROPPED);
         evr_msg_unref(d.msg);
+        evr_target_unref(&d.parent);
     }
     evr_target_dequeued(t);
     evr_target_count(t, 0, EVR_OUTCOME_FAILED);
@@ -137,10 +139,12 @@ static void s_fan_out(evr_target_t *t, evr_msg_t *event)
         evr_target_t *child = evr_target_child_mut(t, i);
         evr_delivery_t d = {
             .msg = s_part(event, child), .parent = t, .tried = 1u << i};
+        evr_target_ref(t); //  the delivery's reference to its parent
         if (evr_target_enqueue(child, &d)) {
             evr_target_count(child, 0, EVR_OUTCOME_DROPPED);
             evr_target_count(t, 0, EVR_OUTCOME_FAILED);
             evr_msg_unref(d.msg);
+            evr_target_unref(&d.parent);
         }
     }
     evr_msg_unref(event);
@@ -159,9 +163,10 @@ static void s_flush(evr_target_t *t, int64_t now_us)
     }
 }
 
-//  A child reports the outcome of a delivery the parent gave it.
-void evr_tr_virtual_child_done(evr_target_t *parent, evr_target_t *child,
-                               evr_delivery_t *d, bool ok)
+//  Apply a child's outcome to the policy (the delivery's reference to the
+//  parent is still held).
+static void s_child_done(evr_target_t *parent, evr_target_t *child,
+                         evr_delivery_t *d, bool ok)
 {
     s_state_t *st = evr_target_state(parent);
     int64_t raised_us = d->msg ? d->msg->raised_us : 0;
@@ -177,7 +182,8 @@ void evr_tr_virtual_child_done(evr_target_t *parent, evr_target_t *child,
     if (i < st->n)
         st->failed_at_us[i] = ok ? 0 : zclock_usecs();
     evr_reactor_t *reactor = evr_target_reactor(parent);
-    if (ok || (reactor && evr_reactor_stopping(reactor))) {
+    if (ok || evr_target_retired(parent) ||
+        (reactor && evr_reactor_stopping(reactor))) {
         evr_target_dequeued(parent);
         evr_target_count(parent, raised_us,
                          ok ? EVR_OUTCOME_DELIVERED : EVR_OUTCOME_DROPPED);
@@ -185,6 +191,14 @@ void evr_tr_virtual_child_done(evr_target_t *parent, evr_target_t *child,
         return;
     }
     s_route(parent, d->bundle, d->tried);
+}
+
+//  A child reports the outcome of a delivery the parent gave it.
+void evr_tr_virtual_child_done(evr_target_t *parent, evr_target_t *child,
+                               evr_delivery_t *d, bool ok)
+{
+    s_child_done(parent, child, d, ok);
+    evr_target_unref(&d->parent); //  last: it may free the parent
 }
 
 const evr_transport_ops_t evr_tr_virtual = {

@@ -26,7 +26,7 @@
 typedef struct {
     evr_msg_t *msg;    //  one reference (the payload of this target's format)
     evr_msg_t *bundle; //  virtual: the event's bundle (one reference), or NULL
-    evr_target_t *parent; //  virtual parent, NULL for a top-level delivery
+    evr_target_t *parent; //  virtual parent (one reference), or NULL
     uint32_t tried;       //  virtual: bitmask of children tried for this event
     uint64_t tag; //  transport use (JSON-RPC id, AMQP delivery tag, ...)
     int64_t t_us; //  transport use (sent time, deadline)
@@ -132,8 +132,9 @@ bool evr_target_needs_reactor(evr_target_t *self);
 //  Worker: fail everything queued and in flight (shutdown, orphaned).
 void evr_target_abort(evr_target_t *self);
 
-//  Whether only the worker still holds the target (unsubscribed).
-bool evr_target_orphaned(const evr_target_t *self);
+//  Whether the core retired the target (unsubscribed): the worker then
+//  aborts it.
+bool evr_target_retired(const evr_target_t *self);
 
 //  Implemented by the worker: put target on the reactor's work list.
 void evr_reactor_wake(evr_reactor_t *reactor, evr_target_t *target);
