@@ -3,6 +3,7 @@
 #include "evr_relay.h"
 
 #include <czmq.h>
+#include <curl/curl.h>
 
 //  Entry point.
 int main(int argc, char **argv)
@@ -28,14 +29,22 @@ int main(int argc, char **argv)
         zsys_set_logsystem(true);
         zsys_set_logstream(NULL);
     }
+    //  libcurl (http transport) once, before any worker thread uses it
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        zsys_error("cannot initialise libcurl");
+        evr_config_destroy(&cfg);
+        return 1;
+    }
     evr_relay_t *relay = evr_relay_new(cfg, err, sizeof err);
     if (!relay) {
         zsys_error("%s", err);
+        curl_global_cleanup();
         evr_config_destroy(&cfg);
         return 1;
     }
     rc = evr_relay_run(relay);
     evr_relay_destroy(&relay);
+    curl_global_cleanup();
     evr_config_destroy(&cfg);
     return rc == 0 ? 0 : 1;
 }

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  build-essential cmake pkg-config python3
+  build-essential cmake pkg-config python3 python3-zmq openssl
   libzmq3-dev libczmq-dev libsodium-dev
   libprotobuf-c-dev protobuf-c-compiler
   librabbitmq-dev libcmocka-dev
