@@ -22,8 +22,8 @@ struct _evr_target_t {
     unsigned formats; //  bitmask, children included
     int worker;
     evr_reactor_t *reactor;
-    uint64_t
-        mark; //  worker's work-list round    bool active; //  on the worker's active list
+    uint64_t mark;   //  worker's work-list round
+    bool active;     //  on the worker's active list
     int retired;     //  atomic: no subscription uses it any more
     int reopen_want; //  atomic: flatstore rotation requests
     //  The queue, a ring of deliveries owned by the worker.
