@@ -15,7 +15,7 @@ import evrtest  # noqa: E402
 
 BAD_SOCKETS = [
     #  (socket, words the error data must contain)
-    ("tcp:127.0.0.1:5000", ["unknown transport", "tcp"]),
+    ("xmlrpc:127.0.0.1:5000", ["unknown transport", "xmlrpc"]),
     ("virtualx:PARALLEL", ["unknown transport"]),
     ("127.0.0.1:5000", ["unknown transport"]),
     ("localhost", ["missing transport prefix"]),
