@@ -699,10 +699,45 @@ static char *s_upper(const char *text)
     return copy;
 }
 
-//  Prints an array of objects as a table: the union of their keys as
-//  columns in first-seen order, "socket" last (it is the widest).
-static void s_print_object_table(json_t *array)
+//  Flattens "children" arrays (a virtual target's child targets) into rows
+//  right after their parent, the child's socket indented. Returns a new
+//  array.
+static json_t *s_flatten_children(json_t *array)
 {
+    json_t *flat = json_array();
+    size_t i;
+    json_t *item;
+    json_array_foreach(array, i, item)
+    {
+        json_t *row = json_deep_copy(item);
+        json_t *children = json_object_get(item, "children");
+        json_object_del(row, "children");
+        json_array_append_new(flat, row);
+        size_t j;
+        json_t *child;
+        json_array_foreach(children, j, child)
+        {
+            json_t *crow = json_deep_copy(child);
+            const char *sock =
+                json_string_value(json_object_get(child, "socket"));
+            if (sock) {
+                char indented[1200];
+                snprintf(indented, sizeof indented, "  `- %s", sock);
+                json_object_set_new(crow, "socket", json_string(indented));
+            }
+            json_object_del(crow, "children");
+            json_array_append_new(flat, crow);
+        }
+    }
+    return flat;
+}
+
+//  Prints an array of objects as a table: the union of their keys as
+//  columns in first-seen order, "socket" last (it is the widest). A
+//  virtual target's children follow it, indented.
+static void s_print_object_table(json_t *nested)
+{
+    json_t *array = s_flatten_children(nested);
     json_t *columns = json_array();
     bool has_socket = false;
     size_t i;
@@ -757,6 +792,7 @@ static void s_print_object_table(json_t *array)
         s_table_destroy(&table);
     }
     json_decref(columns);
+    json_decref(array);
 }
 
 //  Longest "prefix.key" label among the scalar leaves of an object, for
