@@ -374,6 +374,128 @@ failed:
 }
 
 //  --------------------------------------------------------------------------
+//  The head every notification of evr_payload_jsonrpc (no opts) starts
+//  with, and what introduces its params.
+
+#define S_NOTIFY_HEAD "{\"jsonrpc\":\"2.0\",\"method\":"
+#define S_PARAMS_KEY ",\"params\":"
+
+//  --------------------------------------------------------------------------
+//  Length of the JSON string literal at the start of p[0..n) (quotes
+//  included), or 0 when p does not start with a complete one. Escapes are
+//  skipped as pairs, so an escaped quote never ends the literal.
+
+static size_t s_json_string_len(const char *p, size_t n)
+{
+    if (n < 2 || p[0] != '"')
+        return 0;
+    size_t i = 1;
+    while (i < n) {
+        if (p[i] == '\\')
+            i += 2;
+        else if (p[i] == '"')
+            return i + 1;
+        else
+            i++;
+    }
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Append the variant for opts of a notification produced by
+//  evr_payload_jsonrpc (no opts). The input is split, not parsed:
+//
+//    {"jsonrpc":"2.0","method":  M  [ ,"params":  O  BODY  C ]  }
+//
+//  M is the method literal (kept as it is unless opts->method replaces
+//  it), O/C the params container's brackets and BODY its entries, copied
+//  as they are behind the id and the event_param entry. Returns 0 or -1
+//  (out unchanged on failure).
+
+int evr_payload_jsonrpc_rewrite(evr_buf_t *out, const char *json, size_t len,
+                                const char *event,
+                                const evr_jsonrpc_opts_t *opts)
+{
+    assert(out);
+    assert(json || len == 0);
+    const size_t head_len = sizeof(S_NOTIFY_HEAD) - 1;
+    const size_t key_len = sizeof(S_PARAMS_KEY) - 1;
+    if (len < head_len || memcmp(json, S_NOTIFY_HEAD, head_len) != 0)
+        return -1;
+    const char *method = json + head_len;
+    size_t method_len = s_json_string_len(method, len - head_len);
+    if (method_len == 0)
+        return -1;
+    const char *rest = method + method_len;
+    size_t rest_len = len - head_len - method_len;
+    //  the params container, when there is one: opener, body, closer
+    const char *body = NULL;
+    size_t body_len = 0;
+    char opener = 0;
+    if (rest_len == 1 && rest[0] == '}') {
+        //  no params
+    } else if (rest_len >= key_len + 3 &&
+               memcmp(rest, S_PARAMS_KEY, key_len) == 0 &&
+               rest[rest_len - 1] == '}') {
+        opener = rest[key_len];
+        char closer = rest[rest_len - 2];
+        if (!((opener == '{' && closer == '}') ||
+              (opener == '[' && closer == ']')))
+            return -1;
+        body = rest + key_len + 1;
+        body_len = rest_len - key_len - 3;
+    } else
+        return -1;
+
+    uint64_t id = opts ? opts->id : 0;
+    const char *event_param = opts ? opts->event_param : NULL;
+    if (event_param && opener && !event)
+        return -1;
+    const size_t start = out->len;
+    size_t estimate = s_add(len, 64);
+    if (opts && opts->method)
+        estimate = s_add(estimate, strlen(opts->method));
+    if (event_param && opener)
+        estimate = s_add(estimate, s_add(strlen(event_param), strlen(event)));
+    if (s_reserve(out, estimate))
+        return -1;
+
+    if (id) {
+        if (s_append_lit(out, "{\"id\":") || s_append_decimal(out, id, false) ||
+            s_append_lit(out, ",\"jsonrpc\":\"2.0\",\"method\":"))
+            goto failed;
+    } else if (s_append_lit(out, S_NOTIFY_HEAD))
+        goto failed;
+    if (opts && opts->method ? evr_buf_append_json_string(out, opts->method,
+                                                          strlen(opts->method))
+                             : evr_buf_append(out, method, method_len))
+        goto failed;
+    if (opener) {
+        if (s_append_lit(out, S_PARAMS_KEY) || s_append_char(out, opener))
+            goto failed;
+        if (event_param) {
+            if (opener == '{' && (evr_buf_append_json_string(
+                                      out, event_param, strlen(event_param)) ||
+                                  s_append_char(out, ':')))
+                goto failed;
+            if (evr_buf_append_json_string(out, event, strlen(event)) ||
+                (body_len && s_append_char(out, ',')))
+                goto failed;
+        }
+        if (evr_buf_append(out, body, body_len) ||
+            s_append_char(out, opener == '{' ? '}' : ']'))
+            goto failed;
+    }
+    if (s_append_char(out, '}'))
+        goto failed;
+    return 0;
+
+failed:
+    out->len = start;
+    return -1;
+}
+
+//  --------------------------------------------------------------------------
 //  Append a legacy string value: as it is, or, when it holds a newline,
 //  in double quotes with each inner '"' written as \" (backslashes are not
 //  escaped: OpenSIPS <= 3.0 did not). Returns 0 or -1.

@@ -47,6 +47,18 @@ typedef struct {
 int evr_payload_jsonrpc(evr_buf_t *buf, const evr_event_view_t *ev,
                         const evr_jsonrpc_opts_t *opts);
 
+//  Append to out the variant for opts (id, method, event_param) of a
+//  notification that evr_payload_jsonrpc(buf, ev, NULL) produced (json,
+//  len bytes), byte-identical to evr_payload_jsonrpc(buf, ev, opts). event
+//  is the event's name (not escaped; needed for opts->event_param). This
+//  is how a transport derives its own variant (event_stream's ids, methods
+//  and event_param) from the payload the relay encoded once per event,
+//  without the event itself. opts may be NULL (a copy). Returns 0, or -1
+//  when json is not of that shape or out of memory (out unchanged).
+int evr_payload_jsonrpc_rewrite(evr_buf_t *out, const char *json, size_t len,
+                                const char *event,
+                                const evr_jsonrpc_opts_t *opts);
+
 //  Append the legacy (OpenSIPS <= 3.0) datagram text: "NAME\n", then
 //  "name::value\n" per param (value in quotes with inner quotes escaped when
 //  it holds a newline), then an empty line. Returns 0 or -1.

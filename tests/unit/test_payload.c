@@ -600,6 +600,289 @@ static void test_jsonrpc_large(void **state)
 //  ==========================================================================
 //  legacy (<= 3.0) text
 
+//  --------------------------------------------------------------------------
+//  evr_payload_jsonrpc_rewrite: the variant for opts of a notification must
+//  be byte-identical to encoding the event with opts directly.
+
+//  Encode ev without opts, rewrite it with opts (behind a prefix already in
+//  the buffer, which must stay), and compare with the direct encoding.
+static void s_check_rewrite(const evr_event_view_t *ev,
+                            const evr_jsonrpc_opts_t *opts)
+{
+    evr_buf_t plain = {0}, direct = {0}, rewritten = {0};
+    assert_int_equal(evr_payload_jsonrpc(&plain, ev, NULL), 0);
+    assert_int_equal(evr_payload_jsonrpc(&direct, ev, opts), 0);
+    //  the event name as the transport gets it: a C string
+    char *name = malloc(ev->name_len + 1);
+    assert_non_null(name);
+    memcpy(name, ev->name, ev->name_len);
+    name[ev->name_len] = 0;
+    assert_int_equal(evr_buf_append(&rewritten, "PREFIX", 6), 0);
+    assert_int_equal(evr_payload_jsonrpc_rewrite(&rewritten, plain.data,
+                                                 plain.len, name, opts),
+                     0);
+    assert_true(rewritten.len >= 6);
+    assert_memory_equal(rewritten.data, "PREFIX", 6);
+    if (rewritten.len - 6 != direct.len ||
+        memcmp(rewritten.data + 6, direct.data, direct.len) != 0) {
+        s_print_escaped("input    ", plain.data, plain.len);
+        s_print_escaped("expected ", direct.data, direct.len);
+        s_print_escaped("rewritten", rewritten.data + 6, rewritten.len - 6);
+        fail_msg("rewrite differs from the direct encoding");
+    }
+    free(name);
+    evr_buf_free(&plain);
+    evr_buf_free(&direct);
+    evr_buf_free(&rewritten);
+}
+
+//  Every combination of id, method and event_param for one event, and
+//  no opts at all (a plain copy).
+static void s_check_rewrite_all_opts(const evr_event_view_t *ev)
+{
+    static const uint64_t ids[] = {0, 1, 42, 915243442, UINT64_MAX};
+    static const char *const methods[] = {NULL, "m", "notify_me", "",
+                                          "we\"ird\\\n\x01/<\xc3\xa9"};
+    static const char *const params[] = {NULL, "event", "", "e\"p\\\t",
+                                         "\xf0\x9f\x98\x80"};
+    s_check_rewrite(ev, NULL);
+    for (size_t a = 0; a < sizeof ids / sizeof *ids; a++)
+        for (size_t b = 0; b < sizeof methods / sizeof *methods; b++)
+            for (size_t c = 0; c < sizeof params / sizeof *params; c++) {
+                evr_jsonrpc_opts_t opts = {.id = ids[a],
+                                           .method = methods[b],
+                                           .event_param = params[c]};
+                s_check_rewrite(ev, &opts);
+            }
+}
+
+static void test_rewrite_matches_direct(void **state)
+{
+    evr_param_t named[] = {STR("ip", "192.168.2.11"), INT("port", 5060)};
+    evr_param_t one[] = {INT("a", 1)};
+    evr_param_t positional[] = {UINT(5), UINT(3)};
+    evr_param_t ustr[] = {USTR("1.2.3.4"), USTR("x y"), UNUL()};
+    evr_param_t values[] = {INT("zero", 0),        INT("neg", -42),
+                            INT("min", INT64_MIN), INT("max", INT64_MAX),
+                            STR("empty", ""),      NUL("null"),
+                            STR("s", "x\ty")};
+    //  values and keys that look like the structure being split
+    evr_param_t tricky[] = {STR("params", "\"}],\"params\":{"),
+                            STR("k\"\\", "\\"), STR("}", "]"),
+                            STR("\"method\":", "\"jsonrpc\":\"2.0\"")};
+    evr_param_t escapes[] = {
+        STR("v", "q\"b\\s\n\t\r\b\f\x01\x1f\x7f/<\xc3\xa9\xe2\x80\xa8"),
+        STR("\x02", "\xf0\x9f\x98\x80")};
+    evr_param_t mixed_obj[] = {INT("a", 1), UINT(2), STR("c", "3")};
+    evr_param_t mixed_arr[] = {UINT(1), INT("b", 2), NUL("c")};
+    evr_param_t empty_name[] = {{.name = "", .type = EVR_PARAM_INT, .i = 9}};
+    evr_param_t nulls[] = {UNUL()};
+    evr_param_t nostr[] = {{.name = "k", .name_len = 1, .type = EVR_PARAM_STR}};
+    const evr_event_view_t events[] = {
+        EVENT("E_PIKE_BLOCKED", named),
+        EVENT("E_ONE", one),
+        EVENT("E_MY_EVENT", positional),
+        EVENT("E_USTR", ustr),
+        EVENT("E_V", values),
+        EVENT("E_TRICKY", tricky),
+        EVENT("E_ESC", escapes),
+        EVENT("E_MIXED", mixed_obj),
+        EVENT("E_MIXED", mixed_arr),
+        EVENT("E_EMPTY_NAME", empty_name),
+        EVENT("E_NULL", nulls),
+        EVENT("E_NOSTR", nostr),
+        EVENT0("E_NO_PARAMS"),
+        //  event names with bytes the method escapes
+        EVENT("E_\"Q\"\n", named),
+        EVENT("E_\\X\\", positional),
+        EVENT0("E_\"\\\""),
+        EVENT("\xc3\xa9v\x7f", one),
+        EVENT0(""),
+        EVENT("", positional),
+    };
+    for (size_t i = 0; i < sizeof events / sizeof *events; i++)
+        s_check_rewrite_all_opts(&events[i]);
+}
+
+//  A small deterministic generator (xorshift) for the random events.
+static uint64_t s_rand(uint64_t *seed)
+{
+    uint64_t x = *seed;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *seed = x;
+}
+
+//  Fill out[0..len) with bytes biased toward what JSON escapes or what
+//  looks like its structure; nul_ok allows '\0'.
+static void s_rand_bytes(uint64_t *seed, char *out, size_t len, bool nul_ok)
+{
+    static const char special[] = "\"\\{}[],:\n\t\x01\x1f\x7f/<";
+    for (size_t i = 0; i < len; i++) {
+        uint64_t r = s_rand(seed);
+        char c;
+        if (r % 3 == 0)
+            c = special[(r >> 8) % (sizeof special - 1)];
+        else
+            c = (char)((r >> 16) & 0xff);
+        if (c == 0 && !nul_ok)
+            c = 'z';
+        out[i] = c;
+    }
+}
+
+static void test_rewrite_random_events(void **state)
+{
+    enum { ROUNDS = 3000, MAXP = 6, MAXLEN = 12 };
+    uint64_t seed = 0x9e3779b97f4a7c15ULL;
+    char names[MAXP][MAXLEN], values[MAXP][MAXLEN], event[MAXLEN + 1];
+    char method[MAXLEN + 1], event_param[MAXLEN + 1];
+    for (int round = 0; round < ROUNDS; round++) {
+        evr_param_t params[MAXP];
+        size_t nparams = s_rand(&seed) % (MAXP + 1);
+        for (size_t p = 0; p < nparams; p++) {
+            uint64_t r = s_rand(&seed);
+            size_t nlen = r % MAXLEN, vlen = (r >> 8) % MAXLEN;
+            s_rand_bytes(&seed, names[p], nlen, true);
+            s_rand_bytes(&seed, values[p], vlen, true);
+            params[p] = (evr_param_t){.name = (r >> 16) % 3 ? names[p] : NULL,
+                                      .name_len = nlen,
+                                      .type = (evr_param_type_t)((r >> 24) % 3),
+                                      .i = (int64_t)s_rand(&seed),
+                                      .s = values[p],
+                                      .s_len = vlen};
+        }
+        size_t elen = s_rand(&seed) % MAXLEN;
+        s_rand_bytes(&seed, event, elen, false);
+        event[elen] = 0;
+        evr_event_view_t ev = {.name = event,
+                               .name_len = elen,
+                               .params = nparams ? params : NULL,
+                               .nparams = nparams};
+        uint64_t r = s_rand(&seed);
+        size_t mlen = r % MAXLEN, plen = (r >> 8) % MAXLEN;
+        s_rand_bytes(&seed, method, mlen, false);
+        method[mlen] = 0;
+        s_rand_bytes(&seed, event_param, plen, false);
+        event_param[plen] = 0;
+        evr_jsonrpc_opts_t opts = {
+            .id = (r >> 16) % 2 ? s_rand(&seed) % 100000 : 0,
+            .method = (r >> 20) % 2 ? method : NULL,
+            .event_param = (r >> 24) % 2 ? event_param : NULL};
+        s_check_rewrite(&ev, &opts);
+    }
+}
+
+//  Rewrite must refuse (-1) and leave out unchanged.
+static void s_check_refused(const char *json, const char *event,
+                            const evr_jsonrpc_opts_t *opts)
+{
+    evr_buf_t out = {0};
+    assert_int_equal(evr_buf_append(&out, "KEEP", 4), 0);
+    assert_int_equal(
+        evr_payload_jsonrpc_rewrite(&out, json, strlen(json), event, opts), -1);
+    assert_buf(&out, "KEEP");
+    evr_buf_free(&out);
+}
+
+static void test_rewrite_refuses_other_shapes(void **state)
+{
+    evr_jsonrpc_opts_t opts = {.id = 7, .event_param = "ev"};
+    static const char *const bad[] = {
+        "",
+        "{",
+        "{}",
+        "{\"jsonrpc\":\"2.0\"}",
+        "{\"jsonrpc\":\"2.0\",\"method\":",
+        "{\"jsonrpc\":\"2.0\",\"method\":\"E_X",
+        "{\"jsonrpc\":\"2.0\",\"method\":\"E_X\\\"}",
+        "{\"jsonrpc\":\"2.0\",\"method\":\"E_X\"",
+        "{\"jsonrpc\":\"2.0\",\"method\":E_X}",
+        "{\"jsonrpc\":\"2.0\",\"method\":\"E_X\"}}",
+        "{\"jsonrpc\":\"2.0\",\"method\":\"E_X\"} ",
+        "{\"jsonrpc\":\"2.0\",\"method\":\"E_X\",\"params\":}",
+        "{\"jsonrpc\":\"2.0\",\"method\":\"E_X\",\"params\":{}",
+        "{\"jsonrpc\":\"2.0\",\"method\":\"E_X\",\"params\":{\"a\":1]}",
+        "{\"jsonrpc\":\"2.0\",\"method\":\"E_X\",\"params\":[1}}",
+        "{\"jsonrpc\":\"2.0\",\"method\":\"E_X\",\"params\":1}",
+        "{\"jsonrpc\":\"2.0\",\"method\":\"E_X\",\"params\":\"x\"}",
+        "{\"jsonrpc\":\"2.0\",\"method\":\"E_X\",\"id\":1}",
+        "{\"jsonrpc\":\"2.0\",\"method\":\"E_X\",\"params\":[1],\"id\":1}",
+        //  already a request: the id comes first
+        "{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"E_X\"}",
+        " {\"jsonrpc\":\"2.0\",\"method\":\"E_X\"}",
+        "{\"jsonrpc\":\"1.0\",\"method\":\"E_X\"}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        s_check_refused(bad[i], "E_X", &opts);
+        s_check_refused(bad[i], "E_X", NULL);
+    }
+    //  event_param needs the event name when there are params ...
+    s_check_refused("{\"jsonrpc\":\"2.0\",\"method\":\"E_X\",\"params\":[1]}",
+                    NULL, &opts);
+    //  ... but not without params, nor without event_param
+    evr_buf_t out = {0};
+    const char *none = "{\"jsonrpc\":\"2.0\",\"method\":\"E_X\"}";
+    assert_int_equal(
+        evr_payload_jsonrpc_rewrite(&out, none, strlen(none), NULL, &opts), 0);
+    assert_buf(&out, "{\"id\":7,\"jsonrpc\":\"2.0\",\"method\":\"E_X\"}");
+    evr_buf_reset(&out);
+    evr_jsonrpc_opts_t id_only = {.id = 8};
+    const char *arr = "{\"jsonrpc\":\"2.0\",\"method\":\"E_X\",\"params\":[1]}";
+    assert_int_equal(
+        evr_payload_jsonrpc_rewrite(&out, arr, strlen(arr), NULL, &id_only), 0);
+    assert_buf(&out, "{\"id\":8,\"jsonrpc\":\"2.0\",\"method\":\"E_X\","
+                     "\"params\":[1]}");
+    evr_buf_free(&out);
+}
+
+static void test_rewrite_event_stream_examples(void **state)
+{
+    //  reference section 4.1 / 10: what event_stream puts on the wire
+    evr_buf_t out = {0};
+    const char *in = "{\"jsonrpc\":\"2.0\",\"method\":\"E_PIKE_BLOCKED\","
+                     "\"params\":{\"ip\":\"192.168.2.11\"}}";
+    evr_jsonrpc_opts_t opts = {.id = 915243442};
+    assert_int_equal(evr_payload_jsonrpc_rewrite(&out, in, strlen(in),
+                                                 "E_PIKE_BLOCKED", &opts),
+                     0);
+    assert_buf(&out, "{\"id\":915243442,\"jsonrpc\":\"2.0\","
+                     "\"method\":\"E_PIKE_BLOCKED\","
+                     "\"params\":{\"ip\":\"192.168.2.11\"}}");
+    evr_buf_reset(&out);
+    evr_jsonrpc_opts_t stream = {
+        .id = 2, .method = "pike", .event_param = "event"};
+    assert_int_equal(evr_payload_jsonrpc_rewrite(&out, in, strlen(in),
+                                                 "E_PIKE_BLOCKED", &stream),
+                     0);
+    assert_buf(&out, "{\"id\":2,\"jsonrpc\":\"2.0\",\"method\":\"pike\","
+                     "\"params\":{\"event\":\"E_PIKE_BLOCKED\","
+                     "\"ip\":\"192.168.2.11\"}}");
+    evr_buf_free(&out);
+}
+
+static void test_rewrite_large(void **state)
+{
+    //  a big payload is copied through in one piece
+    enum { NPARAMS = 50, VLEN = 20000 };
+    char *value = malloc(VLEN);
+    assert_non_null(value);
+    for (size_t i = 0; i < VLEN; i++)
+        value[i] = (char)(i % 97 == 0 ? '"' : 'a' + i % 26);
+    evr_param_t params[NPARAMS];
+    for (size_t p = 0; p < NPARAMS; p++)
+        params[p] = (evr_param_t){.name = "k",
+                                  .name_len = 1,
+                                  .type = EVR_PARAM_STR,
+                                  .s = value,
+                                  .s_len = VLEN};
+    evr_event_view_t ev = EVENT("E_BIG", params);
+    evr_jsonrpc_opts_t opts = {.id = 99, .method = "x", .event_param = "ev"};
+    s_check_rewrite(&ev, &opts);
+    free(value);
+}
+
 static void test_legacy_basic(void **state)
 {
     evr_buf_t buf = {0};
@@ -815,6 +1098,11 @@ int main(void)
         cmocka_unit_test(test_jsonrpc_event_param),
         cmocka_unit_test(test_jsonrpc_appends),
         cmocka_unit_test(test_jsonrpc_large),
+        cmocka_unit_test(test_rewrite_matches_direct),
+        cmocka_unit_test(test_rewrite_random_events),
+        cmocka_unit_test(test_rewrite_refuses_other_shapes),
+        cmocka_unit_test(test_rewrite_event_stream_examples),
+        cmocka_unit_test(test_rewrite_large),
         cmocka_unit_test(test_legacy_basic),
         cmocka_unit_test(test_legacy_no_params),
         cmocka_unit_test(test_legacy_quoting),
