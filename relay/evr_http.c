@@ -24,6 +24,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 //  How often a round trip waiting for the core checks for shutdown, ms.
@@ -378,8 +379,7 @@ static bool s_is_get(const char *method)
 
 //  First call of a request (headers read): route it and keep the route
 //  in a new request state. The answer comes on a later call, once any
-//  body is read (answering now would close the connection), except for a
-//  body announced over max_body: refused at once.
+//  body is read (answering now would close the connection).
 static enum MHD_Result s_begin(evr_http_t *self, struct MHD_Connection *conn,
                                const char *url, const char *method,
                                void **state)
@@ -402,11 +402,19 @@ static enum MHD_Result s_begin(evr_http_t *self, struct MHD_Connection *conn,
         }
     } else
         req->route = S_NOT_FOUND;
+    //  A client that waits for "100 Continue" before it sends a body too
+    //  large is refused now. Others are sending it already: it is read and
+    //  discarded (refusing now would close the connection under them).
     const char *length = MHD_lookup_connection_value(
         conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *expect = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                     MHD_HTTP_HEADER_EXPECT);
     if (req->route == S_MI && length &&
-        strtoull(length, NULL, 10) > self->max_body)
-        return s_too_large(self, conn);
+        strtoull(length, NULL, 10) > self->max_body) {
+        if (expect && !strcasecmp(expect, "100-continue"))
+            return s_too_large(self, conn);
+        req->too_large = true;
+    }
     return MHD_YES;
 }
 
