@@ -9,7 +9,7 @@ PACKAGES=(
   libprotobuf-c-dev protobuf-c-compiler
   librabbitmq-dev libcmocka-dev
   libjansson-dev libinih-dev libcurl4-openssl-dev libmicrohttpd-dev
-  python3-prometheus-client
+  python3-prometheus-client prometheus
   rabbitmq-server
   clang libclang-rt-14-dev clang-format valgrind
 )

@@ -4,7 +4,9 @@ method under its 3.x and 4.x names, every error, named and positional
 params, the raise_event string form, notifications, a 200 KB request, a
 body over the limit), each call's effect on real UDP and flatstore
 subscribers, GET /metrics parsed with the Prometheus client library's own
-parser (series exist and move), GET /health, 404/405, and the config key.
+parser (series exist and move) and by a real prometheus server on
+loopback (when the Debian package is installed), GET /health, 404/405,
+and the config key.
 
 Uses prometheus_client (Debian's python3-prometheus-client). When the
 python3 that runs this file is another one (a pyenv shim, say) without
@@ -14,10 +16,12 @@ it, the test re-runs itself under /usr/bin/python3.
 import http.client
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 
 try:
     from prometheus_client.parser import text_string_to_metric_families
@@ -745,6 +749,99 @@ class Metrics(HttpCase):
             if i % 10 == 0:
                 self.assertIn("evrelay_target_delivered", self.h.metrics())
         self.assertEqual(len(sink.wait(50)), 50)
+
+
+class RealPrometheus(HttpCase):
+    """A real prometheus server (Debian package `prometheus`) on loopback
+    scrapes the relay; its query API shows the series and their moves."""
+
+    def setUp(self):
+        self.prometheus = shutil.which("prometheus")
+        if not self.prometheus:
+            self.skipTest("prometheus not installed (scripts/install-deps.sh)")
+        super().setUp()
+        self.prom_port = evrtest.free_port()
+        d = self.tempdir()
+        config = os.path.join(d, "prometheus.yml")
+        with open(config, "w") as f:
+            f.write("global:\n  scrape_interval: 1s\n"
+                    "scrape_configs:\n  - job_name: evrelay\n"
+                    "    static_configs:\n"
+                    "      - targets: ['127.0.0.1:%d']\n" % self.http_port)
+        log = open(os.path.join(d, "prometheus.log"), "wb")
+        self.addCleanup(log.close)
+        proc = subprocess.Popen(
+            [self.prometheus, "--config.file=" + config,
+             "--storage.tsdb.path=" + os.path.join(d, "data"),
+             "--web.listen-address=127.0.0.1:%d" % self.prom_port],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        self.addCleanup(self.stop_prometheus, proc)
+        self.api = HttpRelay("127.0.0.1", self.prom_port)
+
+        def ready():
+            try:
+                return self.api.request("GET", "/-/ready", timeout=2)[0] \
+                    == 200
+            except OSError:
+                return proc.poll() is not None
+        wait_until(ready, 30, 0.1, "prometheus to be ready")
+        self.assertIsNone(proc.poll(), "prometheus exited at start")
+
+    def stop_prometheus(self, proc):
+        """Stop our prometheus by PID: SIGTERM, then SIGKILL."""
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def query(self, promql):
+        """An instant query: [(labels, float value)]."""
+        status, _, body = self.api.request(
+            "GET", "/api/v1/query?" + urllib.parse.urlencode(
+                {"query": promql}))
+        answer = json.loads(body)
+        self.assertEqual((status, answer["status"]), (200, "success"), body)
+        return [(r["metric"], float(r["value"][1]))
+                for r in answer["data"]["result"]]
+
+    def wait_query(self, promql, predicate, what):
+        """Wait until the query's result satisfies predicate; return it."""
+        return wait_until(lambda: (lambda r: r if predicate(r) else None)(
+            self.query(promql)), 30, 0.25, what)
+
+    def test_series_exist_and_move_in_prometheus(self):
+        sink = self.udp_sink()
+        self.h.mi("evi:subscribe", ["E_P", sink.spec])
+        self.wait_query('up{job="evrelay"}', lambda r: r and r[0][1] == 1,
+                        "a successful scrape")
+        sel = '{target="%s",transport="udp"}' % sink.spec
+        before = self.wait_query("evrelay_target_delivered_total" + sel,
+                                 lambda r: len(r) == 1, "the target series")
+        self.assertEqual(before[0][1], 0)
+        received = self.query("evrelay_ingest_received_total")[0][1]
+        now_us = int(time.time() * 1e6)
+        with evrtest.ZmtpDealer(self.r.ingest) as d:
+            d.send(evrtest.publish(b"prom", 1, 1, [
+                evrtest.pb_event("E_P", [("i", i)], raised_us=now_us)
+                for i in range(5)]))
+            d.recv()
+        self.h.mi("evi:raise", ["E_P", ["x"]])
+        sink.wait(6)
+        self.wait_query("evrelay_target_delivered_total" + sel,
+                        lambda r: r and r[0][1] == 6, "delivered to move")
+        self.wait_query("evrelay_ingest_received_total",
+                        lambda r: r and r[0][1] == received + 5,
+                        "received to move")
+        self.wait_query("evrelay_delivery_latency_seconds_count" + sel,
+                        lambda r: r and r[0][1] == 6, "the histogram")
+        p99 = self.query("histogram_quantile(0.99, "
+                         "evrelay_delivery_latency_seconds_bucket%s)" % sel)
+        self.assertEqual(len(p99), 1)
+        self.assertGreater(p99[0][1], 0)
+        self.assertLessEqual(p99[0][1], 10)
 
 
 if __name__ == "__main__":
