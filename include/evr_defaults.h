@@ -103,6 +103,17 @@
 //  evrelayctl: how long to wait for a control reply, ms.
 #define EVR_DEFAULT_CTL_TIMEOUT_MS 5000
 
+//  HTTP face: how long a request waits for the core thread's answer, ms
+//  (the control client's timeout: the same commands, the same core).
+#define EVR_DEFAULT_HTTP_CORE_TIMEOUT_MS 5000
+
+//  HTTP face: concurrent connections, enough for a scraper, health probes
+//  and a few operators; more are refused by the HTTP server.
+#define EVR_DEFAULT_HTTP_CONNECTIONS 64
+
+//  HTTP face: an idle keep-alive connection is closed after this long, s.
+#define EVR_DEFAULT_HTTP_IDLE_S 30
+
 //  Flatstore defaults from event_flatstore.
 #define EVR_DEFAULT_FLAT_DELIMITER ","
 #define EVR_DEFAULT_FLAT_MODE 0644

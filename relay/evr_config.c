@@ -160,6 +160,7 @@ void evr_config_destroy(evr_config_t **self_p)
     free(self->control);
     free(self->flat_delimiter);
     free(self->tcp_event_param);
+    free(self->http);
     s_free_list(self->catalogue);
     for (size_t i = 0; i < self->nsubs; i++) {
         free(self->subs[i].event);
@@ -248,7 +249,11 @@ static int s_ini_key(void *user, const char *section, const char *key,
         rc = s_set_str(&self->ingest, value);
     else if (!strcmp(section, "relay") && !strcmp(key, "control"))
         rc = s_set_str(&self->control, value);
-    else if (!strcmp(section, "relay") && !strcmp(key, "log"))
+    else if (!strcmp(section, "relay") && !strcmp(key, "http")) {
+        free(self->http);
+        self->http = *value ? strdup(value) : NULL;
+        rc = *value && !self->http ? -1 : 0;
+    } else if (!strcmp(section, "relay") && !strcmp(key, "log"))
         rc = strcmp(value, "syslog") == 0   ? (self->syslog = true, 0)
              : strcmp(value, "stderr") == 0 ? (self->syslog = false, 0)
                                             : -1;
@@ -332,6 +337,9 @@ static const char *s_usage =
     "  -C, --control EP      ZeroMQ endpoint for evrelayctl "
     "(default " EVR_DEFAULT_CONTROL ")\n"
     "  -w, --workers N       delivery worker threads (default 1)\n"
+    "      --http ADDR:PORT  serve MI (POST /mi), GET /metrics and GET "
+    "/health\n"
+    "                        e.g. 127.0.0.1:8888 or [::1]:8888 (default off)\n"
     "  -s, --subscribe EVENT=SOCKET  a permanent subscription (repeatable)\n"
     "      --syslog          log to syslog instead of stderr\n"
     "  -v, --verbose         log every subscription change\n"
@@ -349,6 +357,7 @@ int evr_config_args(evr_config_t *self, int argc, char **argv, char *err,
         {"workers", required_argument, 0, 'w'},
         {"subscribe", required_argument, 0, 's'},
         {"syslog", no_argument, 0, 'L'},
+        {"http", required_argument, 0, 'H'},
         {"verbose", no_argument, 0, 'v'},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},
@@ -393,6 +402,12 @@ int evr_config_args(evr_config_t *self, int argc, char **argv, char *err,
                 break;
             case 'L':
                 self->syslog = true;
+                break;
+            case 'H':
+                if (s_set_str(&self->http, optarg)) {
+                    snprintf(err, errlen, "out of memory");
+                    return -1;
+                }
                 break;
             case 'v':
                 self->verbose = true;

@@ -43,6 +43,7 @@ typedef struct {
     char *flat_delimiter;
     bool flat_suppress_name;
     int flat_mode;
+    char *http;       //  HTTP face ADDR:PORT (MI, metrics, health); NULL = off
     char **catalogue; //  NULL-terminated event names
     evr_static_sub_t *subs;
     size_t nsubs;

@@ -1,7 +1,7 @@
 /*  evr_control.c - the MI commands, one implementation for every face.
 
     Method names: evrelay's own (subscribe, list, subscribers, raise, stats,
-    flatstore-rotate), OpenSIPS 3.x (event_subscribe, events_list,
+    health, flatstore-rotate), OpenSIPS 3.x (event_subscribe, events_list,
     subscribers_list, raise_event, evi_flat_rotate) and 4.x (evi:subscribe,
     evi:list, evi:subscribers, evi:raise, event_flatstore:rotate).
     Results and errors follow OpenSIPS' MI shapes (docs/PROTOCOL.md).
@@ -406,6 +406,17 @@ static json_t *s_stats(evr_relay_t *relay, json_t *params,
     return evr_relay_stats(relay);
 }
 
+//  health: live (the core answers) and ready (evr_relay_ready).
+static json_t *s_health(evr_relay_t *relay, json_t *params,
+                        evr_mi_error_t *error)
+{
+    if (s_check_params(params, 0, NULL, error))
+        return NULL;
+    bool ready = evr_relay_ready(relay);
+    return json_pack("{s:s,s:b,s:b}", "status", ready ? "ok" : "starting",
+                     "live", 1, "ready", ready);
+}
+
 //  flatstore-rotate PATH
 static json_t *s_rotate(evr_relay_t *relay, json_t *params,
                         evr_mi_error_t *error)
@@ -438,6 +449,7 @@ static const struct {
     {"raise_event", s_raise},
     {"evi:raise", s_raise},
     {"stats", s_stats},
+    {"health", s_health},
     {"flatstore-rotate", s_rotate},
     {"evi_flat_rotate", s_rotate},
     {"event_flatstore:rotate", s_rotate},

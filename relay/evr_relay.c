@@ -14,6 +14,7 @@
 #include "evr_decode.h"
 #include "evr_dedup.h"
 #include "evr_defaults.h"
+#include "evr_http.h"
 #include "evr_payload.h"
 #include "evr_sockspec.h"
 #include "evr_stats.h"
@@ -52,6 +53,8 @@ struct _evr_relay_t {
     void *ctx;
     void *ingest;
     void *control;
+    void *http_core;  //  ROUTER for the HTTP face's requests (NULL = off)
+    evr_http_t *http; //  the HTTP face (NULL = off)
     evr_worker_t **workers;
     int nworkers;
     int next_worker;
@@ -260,6 +263,18 @@ evr_relay_t *evr_relay_new(const evr_config_t *cfg, char *err, size_t errlen)
         evr_relay_destroy(&self);
         return NULL;
     }
+    if (cfg->http && *cfg->http) {
+        self->http_core =
+            s_router(self->ctx, EVR_HTTP_CORE_ENDPOINT, err, errlen);
+        if (self->http_core)
+            self->http =
+                evr_http_new(cfg->http, self->ctx, EVR_HTTP_CORE_ENDPOINT,
+                             cfg->max_control_bytes, err, errlen);
+        if (!self->http) {
+            evr_relay_destroy(&self);
+            return NULL;
+        }
+    }
     for (size_t i = 0; i < cfg->nsubs; i++) {
         char why[512];
         if (evr_relay_subscribe(self, cfg->subs[i].event, cfg->subs[i].socket,
@@ -280,6 +295,9 @@ void evr_relay_destroy(evr_relay_t **self_p)
     if (!self)
         return;
     *self_p = NULL;
+    evr_http_destroy(&self->http); //  stops the HTTP thread first
+    if (self->http_core)
+        zmq_close(self->http_core);
     if (self->ingest)
         zmq_close(self->ingest);
     if (self->control)
@@ -742,12 +760,13 @@ static void s_drain_ingest(evr_relay_t *self)
     }
 }
 
-//  Handle everything waiting on the control socket.
-static void s_drain_control(evr_relay_t *self)
+//  Handle everything waiting on a control socket: the control ROUTER, or
+//  the HTTP face's (the same commands, the same code path).
+static void s_drain_control(evr_relay_t *self, void *sock)
 {
     zmq_msg_t env[MAX_ENVELOPE], payload;
     while (true) {
-        int nenv = s_recv(self->control, env, &payload);
+        int nenv = s_recv(sock, env, &payload);
         if (nenv < 0)
             return;
         void *reply = NULL;
@@ -756,7 +775,7 @@ static void s_drain_control(evr_relay_t *self)
                           self->cfg->max_control_bytes, &self->ct, &reply,
                           &reply_len);
         if (reply)
-            s_reply(self->control, env, nenv, reply, reply_len);
+            s_reply(sock, env, nenv, reply, reply_len);
         free(reply);
         zmq_msg_close(&payload);
         s_close_env(env, nenv);
@@ -778,10 +797,11 @@ int evr_relay_run(evr_relay_t *self)
     int64_t next_sweep = evr_relay_now_ms() + self->cfg->sweep_ms;
     while (!s_stop) {
         zmq_pollitem_t items[] = {{self->ingest, 0, ZMQ_POLLIN, 0},
-                                  {self->control, 0, ZMQ_POLLIN, 0}};
+                                  {self->control, 0, ZMQ_POLLIN, 0},
+                                  {self->http_core, 0, ZMQ_POLLIN, 0}};
         int64_t now = evr_relay_now_ms();
         long timeout = next_sweep > now ? (long)(next_sweep - now) : 0;
-        int rc = zmq_poll(items, 2, timeout);
+        int rc = zmq_poll(items, self->http_core ? 3 : 2, timeout);
         if (rc < 0 && zmq_errno() != EINTR)
             break;
         if (s_hup) {
@@ -790,7 +810,9 @@ int evr_relay_run(evr_relay_t *self)
             zsys_info("SIGHUP: reopening flatstore files");
         }
         if (rc > 0 && (items[1].revents & ZMQ_POLLIN))
-            s_drain_control(self);
+            s_drain_control(self, self->control);
+        if (rc > 0 && self->http_core && (items[2].revents & ZMQ_POLLIN))
+            s_drain_control(self, self->http_core);
         if (rc > 0 && (items[0].revents & ZMQ_POLLIN))
             s_drain_ingest(self);
         now = evr_relay_now_ms();
@@ -801,6 +823,13 @@ int evr_relay_run(evr_relay_t *self)
     }
     zsys_info("evrelayd stopping");
     return 0;
+}
+
+//  Ready to serve: true once the relay runs. Hook for the cluster: a
+//  clustered relay is ready only once its table is in sync.
+bool evr_relay_ready(evr_relay_t *self)
+{
+    return true;
 }
 
 //  --- stats ----------------------------------------------------------------
@@ -831,6 +860,23 @@ static int64_t s_percentile(const evr_target_stats_t *st, double q)
     return -1;
 }
 
+//  A target's latency histogram: bucket upper bounds (us), the count of
+//  each bucket (not cumulative; one more than bounds: the last bucket is
+//  unbounded) and the sum of the latencies (us).
+static json_t *s_latency_json(const evr_target_stats_t *st)
+{
+    json_t *le = json_array(), *counts = json_array();
+    for (size_t b = 0; b <= EVR_LATENCY_BUCKETS; b++) {
+        if (b < EVR_LATENCY_BUCKETS)
+            json_array_append_new(
+                le, json_integer((json_int_t)evr_latency_bounds_us[b]));
+        json_array_append_new(counts,
+                              json_integer((json_int_t)st->latency_count[b]));
+    }
+    return json_pack("{s:o,s:o,s:I}", "le", le, "counts", counts, "sum",
+                     (json_int_t)st->latency_sum_us);
+}
+
 //  One target's counters (with its children, for a virtual target).
 static json_t *s_target_json(const evr_target_t *t, size_t subs)
 {
@@ -849,6 +895,7 @@ static json_t *s_target_json(const evr_target_t *t, size_t subs)
                         json_integer(s_percentile(&st, 0.50)));
     json_object_set_new(o, "latency_p99_us",
                         json_integer(s_percentile(&st, 0.99)));
+    json_object_set_new(o, "latency_buckets_us", s_latency_json(&st));
     size_t n = evr_target_child_count(t);
     if (n) {
         json_t *children = json_array();

@@ -48,6 +48,10 @@ size_t evr_relay_raise(evr_relay_t *self, const evr_event_view_t *ev,
 //  Ask flatstore targets writing `path` to reopen. Returns how many.
 size_t evr_relay_rotate(evr_relay_t *self, const char *path);
 
+//  Ready to serve (the `health` command, GET /health). A clustered relay
+//  will be ready only once its table is in sync.
+bool evr_relay_ready(evr_relay_t *self);
+
 //  Everything `evrelayctl stats` shows (new reference).
 json_t *evr_relay_stats(evr_relay_t *self);
 

@@ -699,6 +699,21 @@ static char *s_upper(const char *text)
     return copy;
 }
 
+//  Deletes the keys of a table row whose values are objects (a target's
+//  latency histogram): a cell cannot show them; --json does.
+static void s_drop_nested(json_t *row)
+{
+    const char *key;
+    json_t *value;
+    void *tmp;
+    json_object_foreach_safe(row, tmp, key, value)
+    {
+        if (json_is_object(value)) {
+            json_object_del(row, key);
+        }
+    }
+}
+
 //  Flattens "children" arrays (a virtual target's child targets) into rows
 //  right after their parent, the child's socket indented. Returns a new
 //  array.
@@ -712,6 +727,7 @@ static json_t *s_flatten_children(json_t *array)
         json_t *row = json_deep_copy(item);
         json_t *children = json_object_get(item, "children");
         json_object_del(row, "children");
+        s_drop_nested(row);
         json_array_append_new(flat, row);
         size_t j;
         json_t *child;
@@ -726,6 +742,7 @@ static json_t *s_flatten_children(json_t *array)
                 json_object_set_new(crow, "socket", json_string(indented));
             }
             json_object_del(crow, "children");
+            s_drop_nested(crow);
             json_array_append_new(flat, crow);
         }
     }

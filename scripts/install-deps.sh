@@ -8,7 +8,8 @@ PACKAGES=(
   libzmq3-dev libczmq-dev libsodium-dev
   libprotobuf-c-dev protobuf-c-compiler
   librabbitmq-dev libcmocka-dev
-  libjansson-dev libinih-dev libcurl4-openssl-dev
+  libjansson-dev libinih-dev libcurl4-openssl-dev libmicrohttpd-dev
+  python3-prometheus-client prometheus
   rabbitmq-server
   clang libclang-rt-14-dev clang-format valgrind
 )

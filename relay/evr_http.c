@@ -1,0 +1,609 @@
+/*  evr_http.c - the relay's HTTP face: MI, metrics, health.
+
+    One request, one round trip to the core thread:
+      POST /mi       body -> JSON-RPC checks -> ControlRequest(method,
+                     params) -> ControlReply -> {"jsonrpc":"2.0",
+                     "result"|"error":...,"id":ID}
+      GET /metrics   ControlRequest("stats") -> evr_metrics_render
+      GET /health    ControlRequest("health") -> its result; 503 unless
+                     ready, or when the core does not answer
+    JSON-RPC as OpenSIPS' MI answers it: parse error -32700 and invalid
+    request -32600 with id null; a notification (no id) is run and gets an
+    empty 204 answer. Unlike OpenSIPS, a body of any size up to max_body
+    works (it is gathered across libmicrohttpd's upload callbacks).
+*/
+#include "evr_http.h"
+#include "evr_defaults.h"
+#include "evr_metrics.h"
+#include "evrelay.pb-c.h"
+
+#include <czmq.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+//  How often a round trip waiting for the core checks for shutdown, ms.
+#define S_WAIT_SLICE_MS 100
+
+#define S_JSON "application/json"
+#define S_TEXT "text/plain; charset=utf-8"
+
+struct _evr_http_t {
+    struct MHD_Daemon *daemon;
+    //  DEALER to the core. Made before the HTTP thread starts and closed
+    //  after it has stopped; in between only the HTTP thread uses it.
+    void *core;
+    uint64_t next_id; //  ControlRequest ids (HTTP thread only)
+    size_t max_body;
+    int timeout_ms;
+    int stopping; //  atomic: evr_http_destroy has begun
+};
+
+//  Where a request goes.
+typedef enum {
+    S_MI,
+    S_METRICS,
+    S_HEALTH,
+    S_NOT_FOUND,
+    S_NOT_ALLOWED
+} s_route_t;
+
+//  One request: its route and, for POST /mi, the body gathered across
+//  upload callbacks.
+typedef struct {
+    s_route_t route;
+    const char *allow; //  S_NOT_ALLOWED: the methods the path takes
+    char *data;
+    size_t len, cap;
+    bool too_large; //  over max_body: the rest is discarded, 413
+} s_request_t;
+
+//  --- small helpers --------------------------------------------------------
+
+//  printf into a new string (NULL when out of memory).
+static char *s_format(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *text = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (text) {
+        va_start(ap, fmt);
+        vsnprintf(text, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    }
+    return text;
+}
+
+//  libmicrohttpd's error log, into ours.
+static void s_log(void *arg, const char *fmt, va_list ap)
+{
+    char line[512];
+    vsnprintf(line, sizeof line, fmt, ap);
+    size_t len = strlen(line);
+    while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+        line[--len] = 0;
+    zsys_warning("http: %s", line);
+}
+
+//  Queue a response that takes body (malloc'd, may be NULL when len is 0).
+static enum MHD_Result s_respond(struct MHD_Connection *conn,
+                                 unsigned int status, const char *type,
+                                 char *body, size_t len, const char *allow)
+{
+    struct MHD_Response *response =
+        MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    if (!response) {
+        free(body);
+        return MHD_NO;
+    }
+    if (type)
+        MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    if (allow)
+        MHD_add_response_header(response, MHD_HTTP_HEADER_ALLOW, allow);
+    enum MHD_Result rc = MHD_queue_response(conn, status, response);
+    MHD_destroy_response(response);
+    return rc;
+}
+
+//  Queue a short text answer (404, 405, 503 ...).
+static enum MHD_Result s_respond_text(struct MHD_Connection *conn,
+                                      unsigned int status, const char *text,
+                                      const char *allow)
+{
+    char *body = strdup(text);
+    if (!body)
+        return MHD_NO;
+    return s_respond(conn, status, S_TEXT, body, strlen(body), allow);
+}
+
+//  Queue a JSON answer built by one of the s_rpc_* helpers.
+static enum MHD_Result s_respond_json(struct MHD_Connection *conn,
+                                      unsigned int status, char *body)
+{
+    if (!body)
+        return MHD_NO;
+    return s_respond(conn, status, S_JSON, body, strlen(body), NULL);
+}
+
+//  --- the round trip to the core -------------------------------------------
+
+//  Send one command to the core thread and wait at most timeout_ms for its
+//  answer. Returns the reply (free with
+//  evrelay__control_reply__free_unpacked), or NULL when none came.
+static Evrelay__ControlReply *s_call(evr_http_t *self, const char *method,
+                                     const char *params_json)
+{
+    Evrelay__ControlRequest request = EVRELAY__CONTROL_REQUEST__INIT;
+    request.version = EVR_PROTOCOL_VERSION;
+    request.id = ++self->next_id;
+    request.method = (char *)method;
+    request.params_json = (char *)params_json;
+    size_t size = evrelay__control_request__get_packed_size(&request);
+    uint8_t *frame = malloc(size ? size : 1);
+    if (!frame)
+        return NULL;
+    evrelay__control_request__pack(&request, frame);
+    int sent = zmq_send(self->core, frame, size, 0);
+    free(frame);
+    if (sent < 0)
+        return NULL;
+    int64_t deadline = zclock_mono() + self->timeout_ms;
+    while (!__atomic_load_n(&self->stopping, __ATOMIC_RELAXED)) {
+        int64_t left = deadline - zclock_mono();
+        if (left <= 0)
+            return NULL;
+        zmq_pollitem_t item = {self->core, 0, ZMQ_POLLIN, 0};
+        int n =
+            zmq_poll(&item, 1, left < S_WAIT_SLICE_MS ? left : S_WAIT_SLICE_MS);
+        if (n <= 0)
+            continue; //  a slice passed, or EINTR
+        zmq_msg_t msg;
+        zmq_msg_init(&msg);
+        if (zmq_msg_recv(&msg, self->core, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&msg);
+            continue;
+        }
+        Evrelay__ControlReply *reply = evrelay__control_reply__unpack(
+            NULL, zmq_msg_size(&msg), zmq_msg_data(&msg));
+        zmq_msg_close(&msg);
+        //  id 0 with an error: the core could not read the request's id
+        if (reply && (reply->id == request.id || (!reply->id && reply->error)))
+            return reply;
+        //  the late answer to a request that timed out: not ours
+        if (reply)
+            evrelay__control_reply__free_unpacked(reply, NULL);
+    }
+    return NULL;
+}
+
+//  --- POST /mi -------------------------------------------------------------
+
+//  A JSON-RPC success answer: result_json is JSON text, id_json too.
+static char *s_rpc_result(const char *result_json, const char *id_json)
+{
+    return s_format("{\"jsonrpc\":\"2.0\",\"result\":%s,\"id\":%s}",
+                    result_json, id_json ? id_json : "null");
+}
+
+//  A JSON-RPC error answer; data_json (JSON text) may be NULL.
+static char *s_rpc_error(int code, const char *message, const char *data_json,
+                         const char *id_json)
+{
+    json_t *text = json_string(message ? message : "");
+    char *quoted = text ? json_dumps(text, JSON_ENCODE_ANY) : NULL;
+    json_decref(text);
+    char *body = s_format(
+        "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":%d,\"message\":%s%s%s},"
+        "\"id\":%s}",
+        code, quoted ? quoted : "\"\"", data_json ? ",\"data\":" : "",
+        data_json ? data_json : "", id_json ? id_json : "null");
+    free(quoted);
+    return body;
+}
+
+//  The JSON-RPC answer to a body that could not be read as a request.
+static enum MHD_Result s_rpc_refuse(struct MHD_Connection *conn, int code,
+                                    const char *message, const char *id_json)
+{
+    return s_respond_json(conn, MHD_HTTP_OK,
+                          s_rpc_error(code, message, NULL, id_json));
+}
+
+//  Parse a request body: duplicate keys refused as the control socket
+//  does; an integer beyond 64 bits is read as a real (MI clamps it).
+static json_t *s_parse_body(const char *body, size_t len)
+{
+    int flags = JSON_DECODE_ANY | JSON_REJECT_DUPLICATES;
+    json_error_t jerr;
+    json_t *request = json_loadb(body, len, flags, &jerr);
+    if (!request && strstr(jerr.text, "too big"))
+        request = json_loadb(body, len, flags | JSON_DECODE_INT_AS_REAL, &jerr);
+    return request;
+}
+
+//  Answer one MI call held in body.
+static enum MHD_Result s_mi(evr_http_t *self, struct MHD_Connection *conn,
+                            const char *body, size_t len)
+{
+    json_t *request = s_parse_body(body, len);
+    if (!request)
+        return s_rpc_refuse(conn, -32700, "Parse error", NULL);
+    if (!json_is_object(request)) {
+        json_decref(request);
+        return s_rpc_refuse(conn, -32600, "Invalid Request", NULL);
+    }
+    json_t *id = json_object_get(request, "id");
+    if (id && !json_is_null(id) && !json_is_number(id) && !json_is_string(id)) {
+        json_decref(request);
+        return s_rpc_refuse(conn, -32600, "Invalid Request", NULL);
+    }
+    char *id_json = id ? json_dumps(id, JSON_ENCODE_ANY) : NULL;
+    json_t *version = json_object_get(request, "jsonrpc");
+    json_t *method = json_object_get(request, "method");
+    json_t *params = json_object_get(request, "params");
+    enum MHD_Result rc;
+    if (!json_is_string(version) || strcmp(json_string_value(version), "2.0") ||
+        !json_is_string(method) ||
+        (params && !json_is_array(params) && !json_is_object(params))) {
+        rc = s_rpc_refuse(conn, -32600, "Invalid Request", id_json);
+        free(id_json);
+        json_decref(request);
+        return rc;
+    }
+    char *params_json =
+        params ? json_dumps(params, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    Evrelay__ControlReply *reply =
+        s_call(self, json_string_value(method), params_json);
+    if (!id)
+        //  a notification: run, answered with nothing
+        rc = s_respond(conn, MHD_HTTP_NO_CONTENT, NULL, NULL, 0, NULL);
+    else if (!reply)
+        rc = s_respond_json(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+                            s_rpc_error(-32000, "Server error",
+                                        "\"the relay did not answer in time\"",
+                                        id_json));
+    else if (reply->error)
+        rc = s_respond_json(conn, MHD_HTTP_OK,
+                            s_rpc_error(reply->error->code,
+                                        reply->error->message,
+                                        reply->error->data_json, id_json));
+    else
+        rc = s_respond_json(
+            conn, MHD_HTTP_OK,
+            s_rpc_result(reply->result_json ? reply->result_json : "null",
+                         id_json));
+    if (reply)
+        evrelay__control_reply__free_unpacked(reply, NULL);
+    free(params_json);
+    free(id_json);
+    json_decref(request);
+    return rc;
+}
+
+//  The answer to a body over max_body.
+static enum MHD_Result s_too_large(evr_http_t *self,
+                                   struct MHD_Connection *conn)
+{
+    char data[96];
+    snprintf(data, sizeof data, "\"request body over %zu bytes\"",
+             self->max_body);
+    return s_respond_json(conn, MHD_HTTP_CONTENT_TOO_LARGE,
+                          s_rpc_error(-32600, "Invalid Request", data, NULL));
+}
+
+//  Add upload data to a body, or discard it once the body is too large.
+static void s_body_add(evr_http_t *self, s_request_t *up, const char *data,
+                       size_t size)
+{
+    if (up->too_large)
+        return;
+    if (up->len + size > self->max_body) {
+        up->too_large = true;
+        free(up->data);
+        up->data = NULL;
+        up->len = up->cap = 0;
+        return;
+    }
+    if (up->len + size > up->cap) {
+        size_t cap = up->cap ? up->cap : 4096;
+        while (cap < up->len + size)
+            cap *= 2;
+        char *grown = realloc(up->data, cap);
+        if (!grown) {
+            up->too_large = true; //  cannot hold it either way
+            return;
+        }
+        up->data = grown;
+        up->cap = cap;
+    }
+    memcpy(up->data + up->len, data, size);
+    up->len += size;
+}
+
+//  --- GET /metrics, GET /health -----------------------------------------
+
+//  Prometheus text from the core's stats.
+static enum MHD_Result s_metrics(evr_http_t *self, struct MHD_Connection *conn)
+{
+    Evrelay__ControlReply *reply = s_call(self, "stats", NULL);
+    char *text = NULL;
+    size_t len = 0;
+    if (reply && reply->result_json)
+        text = evr_metrics_render(reply->result_json,
+                                  strlen(reply->result_json), &len);
+    if (reply)
+        evrelay__control_reply__free_unpacked(reply, NULL);
+    if (!text)
+        return s_respond_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+                              "the relay did not answer in time\n", NULL);
+    return s_respond(conn, MHD_HTTP_OK, EVR_METRICS_CONTENT_TYPE, text, len,
+                     NULL);
+}
+
+//  Live and ready, as the core sees it; 503 unless ready.
+static enum MHD_Result s_health(evr_http_t *self, struct MHD_Connection *conn)
+{
+    Evrelay__ControlReply *reply = s_call(self, "health", NULL);
+    json_t *health = reply && reply->result_json
+                         ? json_loads(reply->result_json, 0, NULL)
+                         : NULL;
+    if (reply)
+        evrelay__control_reply__free_unpacked(reply, NULL);
+    if (!json_is_object(health)) {
+        json_decref(health);
+        health = json_pack("{s:s,s:b,s:b}", "status", "unavailable", "live", 0,
+                           "ready", 0);
+    }
+    bool ready = json_is_true(json_object_get(health, "ready"));
+    char *body = json_dumps(health, JSON_COMPACT);
+    json_decref(health);
+    return s_respond_json(
+        conn, ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, body);
+}
+
+//  --- libmicrohttpd callbacks ------------------------------------------------
+
+//  True when a GET (or HEAD) request, the methods of /metrics and /health.
+static bool s_is_get(const char *method)
+{
+    return !strcmp(method, MHD_HTTP_METHOD_GET) ||
+           !strcmp(method, MHD_HTTP_METHOD_HEAD);
+}
+
+//  First call of a request (headers read): route it and keep the route
+//  in a new request state. The answer comes on a later call, once any
+//  body is read (answering now would close the connection).
+static enum MHD_Result s_begin(evr_http_t *self, struct MHD_Connection *conn,
+                               const char *url, const char *method,
+                               void **state)
+{
+    s_request_t *req = calloc(1, sizeof *req);
+    if (!req)
+        return MHD_NO;
+    *state = req;
+    if (!strcmp(url, "/metrics") || !strcmp(url, "/health")) {
+        req->route = url[1] == 'm' ? S_METRICS : S_HEALTH;
+        if (!s_is_get(method)) {
+            req->route = S_NOT_ALLOWED;
+            req->allow = "GET, HEAD";
+        }
+    } else if (!strcmp(url, "/mi")) {
+        req->route = S_MI;
+        if (strcmp(method, MHD_HTTP_METHOD_POST)) {
+            req->route = S_NOT_ALLOWED;
+            req->allow = "POST";
+        }
+    } else
+        req->route = S_NOT_FOUND;
+    //  A client that waits for "100 Continue" before it sends a body too
+    //  large is refused now. Others are sending it already: it is read and
+    //  discarded (refusing now would close the connection under them).
+    const char *length = MHD_lookup_connection_value(
+        conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *expect = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                     MHD_HTTP_HEADER_EXPECT);
+    if (req->route == S_MI && length &&
+        strtoull(length, NULL, 10) > self->max_body) {
+        if (expect && !strcasecmp(expect, "100-continue"))
+            return s_too_large(self, conn);
+        req->too_large = true;
+    }
+    return MHD_YES;
+}
+
+//  libmicrohttpd's access handler: called once with the headers, then for
+//  each piece of the body, then once more with no data: the answer.
+static enum MHD_Result s_on_request(void *cls, struct MHD_Connection *conn,
+                                    const char *url, const char *method,
+                                    const char *version,
+                                    const char *upload_data,
+                                    size_t *upload_data_size, void **state)
+{
+    evr_http_t *self = cls;
+    s_request_t *req = *state;
+    if (!req)
+        return s_begin(self, conn, url, method, state);
+    if (*upload_data_size) {
+        if (req->route == S_MI)
+            s_body_add(self, req, upload_data, *upload_data_size);
+        *upload_data_size = 0; //  other routes ignore a body
+        return MHD_YES;
+    }
+    switch (req->route) {
+        case S_METRICS:
+            return s_metrics(self, conn);
+        case S_HEALTH:
+            return s_health(self, conn);
+        case S_NOT_FOUND:
+            return s_respond_text(conn, MHD_HTTP_NOT_FOUND, "not found\n",
+                                  NULL);
+        case S_NOT_ALLOWED:
+            return s_respond_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED,
+                                  "method not allowed\n", req->allow);
+        case S_MI:
+        default:
+            break;
+    }
+    if (req->too_large)
+        return s_too_large(self, conn);
+    return s_mi(self, conn, req->data ? req->data : "", req->len);
+}
+
+//  libmicrohttpd's completion callback: free the request state.
+static void s_on_completed(void *cls, struct MHD_Connection *conn, void **state,
+                           enum MHD_RequestTerminationCode why)
+{
+    s_request_t *req = *state;
+    *state = NULL;
+    if (req) {
+        free(req->data);
+        free(req);
+    }
+}
+
+//  --- construction -----------------------------------------------------------
+
+//  Bind and listen on "ADDR:PORT" or "[ADDR6]:PORT". Returns the socket,
+//  or -1 with a reason in err; *ipv6 tells the address family.
+static int s_listen(const char *listen_at, bool *ipv6, char *err, size_t errlen)
+{
+    char host[256];
+    const char *port;
+    if (listen_at[0] == '[') {
+        const char *close = strchr(listen_at, ']');
+        size_t n = close ? (size_t)(close - listen_at - 1) : 0;
+        if (!close || close[1] != ':' || n == 0 || n >= sizeof host) {
+            snprintf(err, errlen, "expected [ADDR]:PORT, got '%s'", listen_at);
+            return -1;
+        }
+        memcpy(host, listen_at + 1, n);
+        host[n] = 0;
+        port = close + 2;
+    } else {
+        const char *colon = strrchr(listen_at, ':');
+        size_t n = colon ? (size_t)(colon - listen_at) : 0;
+        if (!colon || n == 0 || n >= sizeof host || memchr(listen_at, ':', n)) {
+            snprintf(err, errlen,
+                     "expected ADDR:PORT or [ADDR6]:PORT, got '%s'", listen_at);
+            return -1;
+        }
+        memcpy(host, listen_at, n);
+        host[n] = 0;
+        port = colon + 1;
+    }
+    char *end;
+    long number = strtol(port, &end, 10);
+    if (!*port || *end || number < 1 || number > 65535) {
+        snprintf(err, errlen, "bad port in '%s'", listen_at);
+        return -1;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *found = NULL;
+    int gai = getaddrinfo(host, port, &hints, &found);
+    if (gai) {
+        snprintf(err, errlen, "cannot resolve '%.200s': %s", host,
+                 gai_strerror(gai));
+        return -1;
+    }
+    int fd = socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int on = 1;
+    if (fd >= 0) {
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+        if (found->ai_family == AF_INET6)
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on);
+    }
+    if (fd < 0 || bind(fd, found->ai_addr, found->ai_addrlen) ||
+        listen(fd, 64)) {
+        snprintf(err, errlen, "cannot listen on %s: %s", listen_at,
+                 strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(found);
+        return -1;
+    }
+    *ipv6 = found->ai_family == AF_INET6;
+    freeaddrinfo(found);
+    return fd;
+}
+
+//  Bind listen and start serving.
+evr_http_t *evr_http_new(const char *listen, void *zmq_ctx,
+                         const char *core_endpoint, size_t max_body, char *err,
+                         size_t errlen)
+{
+    evr_http_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    self->max_body = max_body;
+    self->timeout_ms = EVR_DEFAULT_HTTP_CORE_TIMEOUT_MS;
+    self->core = zmq_socket(zmq_ctx, ZMQ_DEALER);
+    int linger = 0;
+    if (!self->core ||
+        zmq_setsockopt(self->core, ZMQ_LINGER, &linger, sizeof linger) ||
+        zmq_setsockopt(self->core, ZMQ_SNDTIMEO, &self->timeout_ms,
+                       sizeof self->timeout_ms) ||
+        zmq_connect(self->core, core_endpoint)) {
+        snprintf(err, errlen, "http: cannot connect to %s: %s", core_endpoint,
+                 zmq_strerror(zmq_errno()));
+        evr_http_destroy(&self);
+        return NULL;
+    }
+    bool ipv6 = false;
+    char why[512];
+    int fd = s_listen(listen, &ipv6, why, sizeof why);
+    if (fd < 0) {
+        snprintf(err, errlen, "http: %s", why);
+        evr_http_destroy(&self);
+        return NULL;
+    }
+    //  The HTTP thread inherits a blocked signal mask: signals go to the
+    //  core thread, whose poll they interrupt.
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG |
+                         MHD_USE_AUTO | (ipv6 ? MHD_USE_IPv6 : 0);
+    self->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, s_on_request, self, MHD_OPTION_EXTERNAL_LOGGER,
+        s_log, self, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+        MHD_OPTION_NOTIFY_COMPLETED, s_on_completed, self,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)EVR_DEFAULT_HTTP_CONNECTIONS,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)EVR_DEFAULT_HTTP_IDLE_S,
+        MHD_OPTION_END);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!self->daemon) {
+        snprintf(err, errlen, "http: cannot serve on %s", listen);
+        close(fd);
+        evr_http_destroy(&self);
+        return NULL;
+    }
+    zsys_info("http: serving on %s (POST /mi, GET /metrics, GET /health)",
+              listen);
+    return self;
+}
+
+//  Stop serving, close, free, NULL the pointer.
+void evr_http_destroy(evr_http_t **self_p)
+{
+    evr_http_t *self = *self_p;
+    if (!self)
+        return;
+    *self_p = NULL;
+    __atomic_store_n(&self->stopping, 1, __ATOMIC_RELAXED);
+    if (self->daemon)
+        MHD_stop_daemon(self->daemon); //  joins the HTTP thread
+    if (self->core)
+        zmq_close(self->core);
+    free(self);
+}

@@ -1,0 +1,36 @@
+/*  evr_http.h - the relay's HTTP face: MI, metrics, health.
+
+    Serves, through libmicrohttpd in its own internal polling thread:
+      POST /mi       OpenSIPS mi_http-compatible JSON-RPC 2.0 MI calls
+      GET  /metrics  Prometheus text format (evr_metrics)
+      GET  /health   {"status":"ok","live":true,"ready":true}
+    The HTTP thread never touches the relay's state. Every request becomes
+    a ControlRequest sent over one DEALER socket (used by the HTTP thread
+    only) to a ROUTER the core thread binds and answers with
+    evr_control_frame, exactly like the control socket: one implementation
+    of every command, two faces. The HTTP thread turns the ControlReply
+    into the JSON-RPC answer, the metrics text or the health answer.
+*/
+#ifndef EVR_HTTP_H_INCLUDED
+#define EVR_HTTP_H_INCLUDED
+
+#include <stddef.h>
+
+//  The inproc endpoint of the core's ROUTER for the HTTP face.
+#define EVR_HTTP_CORE_ENDPOINT "inproc://evr-http"
+
+typedef struct _evr_http_t evr_http_t;
+
+//  Bind listen ("ADDR:PORT", "[ADDR6]:PORT", ADDR a literal or a host
+//  name) and start serving. Requests go to the core over a DEALER
+//  connected to core_endpoint in zmq_ctx; a request body over max_body
+//  bytes is refused (413). NULL with a reason in err on failure.
+evr_http_t *evr_http_new(const char *listen, void *zmq_ctx,
+                         const char *core_endpoint, size_t max_body, char *err,
+                         size_t errlen);
+
+//  Stop serving (waits for the HTTP thread), close, free, NULL the
+//  pointer. Call before the ZeroMQ context is terminated.
+void evr_http_destroy(evr_http_t **self_p);
+
+#endif
