@@ -38,8 +38,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     Evrelay__ControlRequest *req =
         evrelay__control_request__unpack(NULL, size, data);
     if (req && req->params_json) {
-        json_t *params = json_loads(req->params_json, JSON_DECODE_ANY, NULL);
-        json_decref(params);
+        json_t *json = json_loads(req->params_json, JSON_DECODE_ANY, NULL);
+        json_decref(json);
     }
     if (req)
         evrelay__control_request__free_unpacked(req, NULL);
