@@ -26,6 +26,11 @@ build/evrelayd --ingest "$INGEST" --control "$CONTROL" 2>"$work/relay.log" &
 pids+=($!)
 export EVRELAY_CONTROL=$CONTROL
 for _ in $(seq 50); do build/evrelayctl list >/dev/null 2>&1 && break; sleep 0.1; done
+if ! kill -0 "${pids[0]}" 2>/dev/null; then
+  echo "evrelayd did not start (ports in use? set EVR_DEMO_PORT):" >&2
+  cat "$work/relay.log" >&2
+  exit 1
+fi
 
 echo "== a UDP listener on 127.0.0.1:$UDP_PORT prints what it receives"
 python3 -u -c "
