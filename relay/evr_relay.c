@@ -348,8 +348,8 @@ int evr_relay_subscribe(evr_relay_t *self, const char *event,
         return -1;
     int64_t now = evr_relay_now_ms();
     const char *canonical = evr_sockspec_canonical(spec);
+    const char *match_key = evr_sockspec_match_key(spec);
     s_tref_t *tref = NULL;
-    bool created = false;
     if (expire_s != 0 && !(tref = zhashx_lookup(self->targets, canonical))) {
         tref = calloc(1, sizeof *tref);
         if (tref)
@@ -362,15 +362,24 @@ int evr_relay_subscribe(evr_relay_t *self, const char *event,
         }
         self->next_worker = (self->next_worker + 1) % self->nworkers;
         zhashx_insert(self->targets, canonical, tref);
-        created = true;
     }
-    evr_table_result_t rc =
-        evr_table_subscribe(self->table, event, canonical,
-                            evr_sockspec_match_key(spec), expire_s, now, tref);
-    if (rc == EVR_TABLE_ADDED)
+    //  Pin the target while the table works: looking up or replacing an
+    //  expired entry releases that entry's target, which may be this one.
+    if (tref)
         tref->subs++;
-    else if (created)
-        zhashx_delete(self->targets, canonical);
+    //  The same subscriber spelled differently (a rabbitmq `persistent`
+    //  flag, another PARALLEL order): it must use the new target, so the
+    //  old entry goes first.
+    evr_sub_info_t info;
+    if (tref &&
+        evr_table_find(self->table, event, match_key, now, &info) == 0 &&
+        strcmp(info.socket, canonical) != 0)
+        evr_table_subscribe(self->table, event, info.socket, match_key, 0, now,
+                            NULL);
+    evr_table_result_t rc = evr_table_subscribe(self->table, event, canonical,
+                                                match_key, expire_s, now, tref);
+    if (tref && rc != EVR_TABLE_ADDED)
+        s_release_tref(tref, self); //  unpin; drops a target nobody uses
     if (self->cfg->verbose)
         zsys_info("subscribe %s %s expire=%lld: %s", event, canonical,
                   (long long)expire_s,

@@ -120,6 +120,22 @@ class Expiry(evrtest.RelayTestCase):
         self.assertEqual(sink.wait_one(), b'{"jsonrpc":"2.0","method":"E_T"}')
 
 
+    def test_resubscribe_expired_before_the_sweep(self):
+        #  The expired entry is still in the table (the sweep runs once a
+        #  minute here): re-subscribing replaces it, and its target must
+        #  survive the swap (it once was freed and used afterwards).
+        r = self.relay(config="[relay]\nsweep_ms = 60000\n")
+        sink = self.udp_sink()
+        r.subscribe("E_T", sink.spec, 1)
+        time.sleep(2.2)
+        r.subscribe("E_T", sink.spec, 30)
+        for _ in range(3):
+            r.raise_event("E_T")
+        self.assertEqual(sink.wait(3),
+                         [b'{"jsonrpc":"2.0","method":"E_T"}'] * 3)
+        self.assertEqual(lookup(r, "E_T", sink.spec)["expire"], 30)
+
+
 class StaticSubscriptions(evrtest.RelayTestCase):
 
     def test_flag_subscription_never_expires(self):

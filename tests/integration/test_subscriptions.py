@@ -250,6 +250,20 @@ class Subscriptions(evrtest.RelayTestCase):
         self.r.subscribe("E_B", self.udp, 0)
         self.assertIsNone(self.r.target(self.udp))
 
+    def test_respelled_subscriber_moves_to_the_new_target(self):
+        #  Same subscriber (PARALLEL matches in any order), new spelling:
+        #  one entry, listed and delivered with the new socket's target.
+        a = "udp:127.0.0.1:19991"
+        b = "udp:127.0.0.1:19992"
+        first = "virtual:PARALLEL %s %s" % (a, b)
+        second = "virtual:PARALLEL %s %s" % (b, a)
+        self.r.subscribe("E_V", first)
+        self.r.subscribe("E_V", second)
+        subs = self.r.subscribers("E_V")["Event"]["Subscribers"]
+        self.assertEqual([x["socket"] for x in subs], [second])
+        self.assertEqual([t["socket"] for t in self.r.stats()["targets"]],
+                         [second])
+
     def test_text_output(self):
         #  without --json evrelayctl prints tables
         self.r.subscribe("E_A", self.udp, 30)
