@@ -68,7 +68,8 @@
 #define EVR_DEFAULT_TCP_TIMEOUT_MS 1000
 
 //  Connecting transports (tcp, rabbitmq, http) give up a connect after
-//  this long and retry with back-off, milliseconds.
+//  this long, milliseconds; tcp and rabbitmq then retry with back-off, an
+//  http request simply fails.
 #define EVR_DEFAULT_CONNECT_TIMEOUT_MS 2000
 
 //  Reconnect back-off: first delay and cap, milliseconds.

@@ -11,7 +11,7 @@
 #include <strings.h>
 
 //  Events every relay lists from the start: the OpenSIPS core and common
-//  module events (docs/EVENTS.md). [events] catalogue replaces the list.
+//  module events (docs/OPERATIONS.md, "Event names"). [events] catalogue replaces the list.
 static const char *s_catalogue[] = {"E_CORE_SR_STATUS_CHANGED",
                                     "E_CORE_THRESHOLD",
                                     "E_CORE_SHM_THRESHOLD",

@@ -1,7 +1,7 @@
 /*  evr_sockspec.h - parse and print subscriber socket strings.
 
     Pure module (no I/O, no DNS). The grammar is OpenSIPS' (see
-    docs/SOCKETS.md): the text before the first ':' names the transport,
+    docs/OPERATIONS.md section 2): the text before the first ':' names the transport,
     the rest is parsed by that transport's rules.
 
         udp:HOST:PORT          HOST = IPv4, name, or [IPv6]
