@@ -8,6 +8,7 @@
 #include "evr_event.h"
 
 #include <czmq.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -328,6 +329,37 @@ int evr_target_admit(evr_target_t *self)
         return -1;
     }
     S_ADD(&self->queued, 1);
+    return 0;
+}
+
+//  --- name resolution -------------------------------------------------------
+
+//  Resolve the spec's host and port once, as OpenSIPS does at subscribe
+//  time.
+int evr_target_resolve(const evr_sockspec_t *spec, int socktype,
+                       struct sockaddr_storage *addr, socklen_t *addrlen,
+                       char *err, size_t errlen)
+{
+    const char *host = evr_sockspec_host(spec);
+    int port = evr_sockspec_port(spec);
+    if (!host || !*host || port <= 0 || port > 65535) {
+        snprintf(err, errlen, "host and port required");
+        return -1;
+    }
+    char service[8];
+    snprintf(service, sizeof service, "%d", port);
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_socktype = socktype;
+    hints.ai_flags = AI_NUMERICSERV;
+    int rc = getaddrinfo(host, service, &hints, &res);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot resolve '%s': %s", host,
+                 gai_strerror(rc));
+        return -1;
+    }
+    memcpy(addr, res->ai_addr, res->ai_addrlen);
+    *addrlen = res->ai_addrlen;
+    freeaddrinfo(res);
     return 0;
 }
 

@@ -32,27 +32,6 @@ typedef struct {
     socklen_t addrlen;
 } s_state_t;
 
-//  Resolve a udp host once, as OpenSIPS does at subscribe time.
-static int s_resolve(s_state_t *st, const evr_sockspec_t *spec, char *err,
-                     size_t errlen)
-{
-    char port[8];
-    snprintf(port, sizeof port, "%d", evr_sockspec_port(spec));
-    struct addrinfo hints = {0}, *res = NULL;
-    hints.ai_socktype = SOCK_DGRAM;
-    hints.ai_flags = AI_NUMERICSERV;
-    int rc = getaddrinfo(evr_sockspec_host(spec), port, &hints, &res);
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot resolve '%s': %s",
-                 evr_sockspec_host(spec), gai_strerror(rc));
-        return -1;
-    }
-    memcpy(&st->addr, res->ai_addr, res->ai_addrlen);
-    st->addrlen = res->ai_addrlen;
-    freeaddrinfo(res);
-    return 0;
-}
-
 //  Open the socket (udp connects now, unix lazily).
 static int s_open(evr_target_t *t, char *err, size_t errlen)
 {
@@ -64,7 +43,8 @@ static int s_open(evr_target_t *t, char *err, size_t errlen)
     evr_target_set_state(t, st);
     st->is_unix = evr_sockspec_transport(spec) == EVR_TRANSPORT_UNIX;
     if (!st->is_unix) {
-        if (s_resolve(st, spec, err, errlen))
+        if (evr_target_resolve(spec, SOCK_DGRAM, &st->addr, &st->addrlen, err,
+                               errlen))
             return -1;
     } else {
         struct sockaddr_un *sun = (struct sockaddr_un *)&st->addr;

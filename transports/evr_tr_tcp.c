@@ -126,35 +126,6 @@ typedef struct {
 #define S_SLOT(id) ((size_t)((id) & (S_INFLIGHT_MAX - 1)))
 
 //  --------------------------------------------------------------------------
-//  Resolve the host once, as the target is opened (IPv4 or IPv6).
-
-static int s_resolve(s_state_t *st, const evr_sockspec_t *spec, char *err,
-                     size_t errlen)
-{
-    const char *host = evr_sockspec_host(spec);
-    int port = evr_sockspec_port(spec);
-    if (!host || !*host || port <= 0 || port > 65535) {
-        snprintf(err, errlen, "tcp: host and port required");
-        return -1;
-    }
-    char service[8];
-    snprintf(service, sizeof service, "%d", port);
-    struct addrinfo hints = {0}, *res = NULL;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV;
-    int rc = getaddrinfo(host, service, &hints, &res);
-    if (rc != 0) {
-        snprintf(err, errlen, "tcp: cannot resolve '%s': %s", host,
-                 gai_strerror(rc));
-        return -1;
-    }
-    memcpy(&st->addr, res->ai_addr, res->ai_addrlen);
-    st->addrlen = res->ai_addrlen;
-    freeaddrinfo(res);
-    return 0;
-}
-
-//  --------------------------------------------------------------------------
 //  Core thread: validate the socket, resolve it, take the options. No
 //  connection yet: the worker makes it when there is something to send.
 
@@ -169,7 +140,8 @@ static int s_open(evr_target_t *t, char *err, size_t errlen)
     st->fd = -1;
     st->backoff_ms = EVR_DEFAULT_RECONNECT_MIN_MS;
     evr_target_set_state(t, st);
-    if (s_resolve(st, evr_target_spec(t), err, errlen))
+    if (evr_target_resolve(evr_target_spec(t), SOCK_STREAM, &st->addr,
+                           &st->addrlen, err, errlen))
         return -1;
     st->reliable = opts->tcp_reliable;
     st->jopts.method = evr_sockspec_method(evr_target_spec(t));

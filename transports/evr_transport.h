@@ -20,6 +20,7 @@
 #define EVR_TRANSPORT_H_INCLUDED
 
 #include "evr_target.h"
+#include <sys/socket.h>
 #include <zmq.h>
 
 //  One message on its way to one target.
@@ -77,6 +78,13 @@ const evr_sockspec_t *evr_target_spec(const evr_target_t *self);
 const evr_target_opts_t *evr_target_opts(const evr_target_t *self);
 void *evr_target_state(const evr_target_t *self);
 void evr_target_set_state(evr_target_t *self, void *state);
+
+//  Resolve the spec's host and port once (numeric or a name, IPv4 or
+//  IPv6; the first address wins) for a socket of `socktype`. Returns 0, or
+//  -1 with a reason in err.
+int evr_target_resolve(const evr_sockspec_t *spec, int socktype,
+                       struct sockaddr_storage *addr, socklen_t *addrlen,
+                       char *err, size_t errlen);
 
 //  Number of deliveries waiting in the queue.
 size_t evr_target_queued(const evr_target_t *self);
