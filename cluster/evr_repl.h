@@ -1,0 +1,116 @@
+/*  evr_repl.h - the replicated subscription records: a last-writer-wins
+    map, and the version vector of the delta streams that feed it.
+
+    Pure module: no I/O, no clock of its own.
+
+    Records are keyed by (event, match key of the socket). merge() keeps
+    the record with the larger version (hlc, then origin as tie-break); it
+    is commutative, associative and idempotent, so deltas and snapshots
+    can arrive in any order, twice, or late. An unsubscribe is a tombstone
+    record. Nothing is ever deleted by message: a record whose deadline
+    (sub_time_ms + expire_s * 1000) is past is dropped locally by gc(), and
+    a tombstone once it can no longer shadow anything: after
+    physical(hlc) + max_lease_ms + max_skew_ms. merge() refuses records
+    that break the rules gc() relies on: a deadline further than
+    max_lease_ms after the record's own physical time.
+
+    The version vector tracks, per (origin node, origin instance), the
+    highest contiguous delta sequence applied, so a receiver sees gaps.
+*/
+#ifndef EVR_REPL_H_INCLUDED
+#define EVR_REPL_H_INCLUDED
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+//  One record (a borrowed view; strings NUL-terminated).
+typedef struct {
+    const char *event;
+    const char *socket; //  as subscribed (may hold a password)
+    const char *match_key; //  from the socket parser
+    uint32_t expire_s; //  >= 1 unless tombstone
+    uint64_t sub_time_ms;
+    uint64_t hlc;
+    const char *origin; //  node id of the writer
+    bool tombstone;
+} evr_record_t;
+
+typedef enum {
+    EVR_REPL_APPLIED = 0, //  newer than what we had: stored
+    EVR_REPL_STALE, //  not newer: ignored
+    EVR_REPL_REFUSED //  breaks the lease rule, or malformed
+} evr_repl_result_t;
+
+typedef enum {
+    EVR_SEQ_NEXT = 0, //  the next contiguous seq: apply, recorded
+    EVR_SEQ_OLD, //  already applied (or older): ignore
+    EVR_SEQ_GAP //  beyond the next: some were missed (not recorded)
+} evr_seq_result_t;
+
+typedef struct _evr_repl_t evr_repl_t;
+
+typedef void(evr_repl_record_fn)(const evr_record_t *rec, void *arg);
+typedef void(evr_repl_seq_fn)(const char *origin, uint64_t instance,
+                              uint64_t seq, void *arg);
+
+//  Create an empty map.
+evr_repl_t *evr_repl_new(int64_t max_lease_ms, int64_t max_skew_ms);
+
+//  Destroy and NULL the pointer.
+void evr_repl_destroy(evr_repl_t **self_p);
+
+//  Merge a record (copied).
+evr_repl_result_t evr_repl_merge(evr_repl_t *self, const evr_record_t *rec);
+
+//  The record under (event, match_key), or NULL. Valid until the next
+//  call that changes the map.
+const evr_record_t *evr_repl_find(const evr_repl_t *self, const char *event,
+                                  const char *match_key);
+
+//  Call fn for every record (tombstones included), in no order.
+void evr_repl_foreach(const evr_repl_t *self, evr_repl_record_fn *fn,
+                      void *arg);
+
+//  Number of records (tombstones included).
+size_t evr_repl_size(const evr_repl_t *self);
+
+//  An order-independent digest of every record's (key, hlc, origin):
+//  two maps with equal digests hold the same versions (with high
+//  probability). Maintained incrementally.
+uint64_t evr_repl_digest(const evr_repl_t *self);
+
+//  Drop records past their deadline and tombstones past their shadow
+//  window. fn (may be NULL) sees each dropped record first. Returns how
+//  many went.
+size_t evr_repl_gc(evr_repl_t *self, int64_t now_ms, evr_repl_record_fn *fn,
+                   void *arg);
+
+//  Whether a record is live at now_ms (not a tombstone, deadline not
+//  passed; the deadline second counts as live, as in OpenSIPS).
+bool evr_repl_live(const evr_record_t *rec, int64_t now_ms);
+
+//  Version vector: account for delta `seq` of (origin, instance).
+evr_seq_result_t evr_repl_seq_check(evr_repl_t *self, const char *origin,
+                                    uint64_t instance, uint64_t seq);
+
+//  Version vector: raise (origin, instance) to at least seq (after a
+//  snapshot that included everything up to seq).
+void evr_repl_seq_raise(evr_repl_t *self, const char *origin,
+                        uint64_t instance, uint64_t seq);
+
+//  Version vector: the highest contiguous seq of (origin, instance), 0
+//  when unknown.
+uint64_t evr_repl_seq_get(const evr_repl_t *self, const char *origin,
+                          uint64_t instance);
+
+//  Version vector: every entry.
+void evr_repl_seq_foreach(const evr_repl_t *self, evr_repl_seq_fn *fn,
+                          void *arg);
+
+//  Version vector: forget instances of an origin older than `instance`
+//  (the origin restarted).
+void evr_repl_seq_forget_before(evr_repl_t *self, const char *origin,
+                                uint64_t instance);
+
+#endif
