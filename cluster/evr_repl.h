@@ -39,7 +39,7 @@ typedef struct {
 typedef enum {
     EVR_REPL_APPLIED = 0, //  newer than what we had: stored
     EVR_REPL_STALE, //  not newer: ignored
-    EVR_REPL_REFUSED //  breaks the lease rule, or malformed
+    EVR_REPL_REFUSED //  breaks the lease rule, or malformed (or no memory)
 } evr_repl_result_t;
 
 typedef enum {
@@ -60,7 +60,10 @@ evr_repl_t *evr_repl_new(int64_t max_lease_ms, int64_t max_skew_ms);
 //  Destroy and NULL the pointer.
 void evr_repl_destroy(evr_repl_t **self_p);
 
-//  Merge a record (copied).
+//  Merge a record (copied). Refused: a NULL or empty event, socket,
+//  match_key or origin; an event holding '\n'; expire_s 0 on a record that
+//  is not a tombstone; a deadline after physical(hlc) + max_lease_ms (not
+//  checked for tombstones); sub_time_ms after physical(hlc) + max_skew_ms.
 evr_repl_result_t evr_repl_merge(evr_repl_t *self, const evr_record_t *rec);
 
 //  The record under (event, match_key), or NULL. Valid until the next
@@ -75,7 +78,8 @@ void evr_repl_foreach(const evr_repl_t *self, evr_repl_record_fn *fn,
 //  Number of records (tombstones included).
 size_t evr_repl_size(const evr_repl_t *self);
 
-//  An order-independent digest of every record's (key, hlc, origin):
+//  An order-independent digest of every record's (key, hlc, origin,
+//  tombstone):
 //  two maps with equal digests hold the same versions (with high
 //  probability). Maintained incrementally.
 uint64_t evr_repl_digest(const evr_repl_t *self);
