@@ -36,6 +36,10 @@
 //  Keys up to this size are composed on the stack.
 #define KEY_STACK 256
 
+//  How long past its deadline a record may still be live: OpenSIPS' rule
+//  counts whole seconds (see evr_repl_live).
+#define LIVE_SLACK_MS 999
+
 typedef struct _rec_t rec_t;
 typedef struct _origin_t origin_t;
 
@@ -68,6 +72,7 @@ struct _origin_t {
 struct _evr_repl_t {
     int64_t max_lease_ms; //  longest deadline after a record's own time
     int64_t max_skew_ms;  //  clock skew allowed between relays
+    int64_t window_ms;    //  gc drops a record this long after physical(hlc)
     zhashx_t *records;    //  key -> rec_t, keys owned by the records
     rec_t *head;          //  list of every record
     size_t size;
@@ -321,16 +326,16 @@ static void s_rec_remove(evr_repl_t *self, rec_t *r)
     free(r);
 }
 
-//  Whether gc() drops a record at now_ms.
+//  Whether gc() drops a record at now_ms: once its shadow window is over,
+//  the same rule for tombstones and subscriptions (see evr_repl.h).
 static bool s_rec_collectable(const evr_repl_t *self, const rec_t *r,
                               int64_t now_ms)
 {
-    if (!r->view.tombstone)
-        return !evr_repl_live(&r->view, now_ms);
-    //  The shadow window: physical(hlc) + max_lease_ms + max_skew_ms.
-    int64_t until = s_add_sat((int64_t)EVR_HLC_PHYSICAL(r->view.hlc),
-                              s_add_sat(self->max_lease_ms, self->max_skew_ms));
-    return now_ms > until;
+    bool over = now_ms > s_add_sat((int64_t)EVR_HLC_PHYSICAL(r->view.hlc),
+                                   self->window_ms);
+    //  The lease rule merge() enforces: never dropped while live.
+    assert(!over || !evr_repl_live(&r->view, now_ms));
+    return over;
 }
 
 //  --------------------------------------------------------------------------
@@ -399,6 +404,8 @@ evr_repl_t *evr_repl_new(int64_t max_lease_ms, int64_t max_skew_ms)
         return NULL;
     self->max_lease_ms = max_lease_ms < 0 ? 0 : max_lease_ms;
     self->max_skew_ms = max_skew_ms < 0 ? 0 : max_skew_ms;
+    self->window_ms = s_add_sat(
+        s_add_sat(self->max_lease_ms, self->max_skew_ms), LIVE_SLACK_MS);
     self->records = zhashx_new();
     self->origins = zhashx_new();
     if (!self->records || !self->origins) {
@@ -495,7 +502,8 @@ const evr_record_t *evr_repl_find(const evr_repl_t *self, const char *event,
 }
 
 //  --------------------------------------------------------------------------
-//  Call fn for every record (tombstones included), in no order.
+//  Call fn for every record (tombstones and expired shadows included), in
+//  no order.
 
 void evr_repl_foreach(const evr_repl_t *self, evr_repl_record_fn *fn, void *arg)
 {
@@ -509,7 +517,7 @@ void evr_repl_foreach(const evr_repl_t *self, evr_repl_record_fn *fn, void *arg)
 }
 
 //  --------------------------------------------------------------------------
-//  Number of records (tombstones included).
+//  Number of records (tombstones and expired shadows included).
 
 size_t evr_repl_size(const evr_repl_t *self)
 {
@@ -527,9 +535,10 @@ uint64_t evr_repl_digest(const evr_repl_t *self)
 }
 
 //  --------------------------------------------------------------------------
-//  Drop records past their deadline and tombstones past their shadow
-//  window. fn (may be NULL) sees each dropped record first (still in the
-//  map). Returns how many went.
+//  Drop every record whose shadow window is over (a record past its
+//  deadline stays until then, not live, so that it keeps making older
+//  versions STALE). fn (may be NULL) sees each dropped record first (still
+//  in the map). Returns how many went.
 
 size_t evr_repl_gc(evr_repl_t *self, int64_t now_ms, evr_repl_record_fn *fn,
                    void *arg)

@@ -613,12 +613,15 @@ static void test_live_rule(void **state)
 
 typedef struct {
     const evr_repl_t *map;
+    int64_t now; //  the time gc runs at
     size_t calls;
     char last_key[64];
     bool was_findable;
+    bool was_live;
 } gc_seen_t;
 
-//  gc callback: remember what was dropped, check it is still in the map.
+//  gc callback: remember what was dropped, check it is still in the map
+//  and whether it was live.
 static void s_on_drop(const evr_record_t *rec, void *arg)
 {
     gc_seen_t *seen = (gc_seen_t *)arg;
@@ -626,47 +629,74 @@ static void s_on_drop(const evr_record_t *rec, void *arg)
     snprintf(seen->last_key, sizeof(seen->last_key), "%s", rec->match_key);
     seen->was_findable =
         evr_repl_find(seen->map, rec->event, rec->match_key) == rec;
+    seen->was_live = seen->was_live || evr_repl_live(rec, seen->now);
 }
 
-//  gc drops each record right after its last live second, and a tombstone
-//  right after physical(hlc) + max_lease + max_skew.
+//  Run gc at now with s_on_drop.
+static size_t s_gc(evr_repl_t *m, gc_seen_t *seen, int64_t now)
+{
+    seen->now = now;
+    return evr_repl_gc(m, now, s_on_drop, seen);
+}
+
+//  The shadow window: a record of physical time p (tombstone or not) is
+//  dropped right after p + max_lease + max_skew + 999.
+#define WINDOW (LEASE + SKEW + 999)
+
+//  gc drops each record, tombstone or not, right after physical(hlc) +
+//  max_lease + max_skew + 999, and keeps it until then, past its deadline
+//  too (not live).
 static void test_gc_boundaries(void **state)
 {
     evr_repl_t *m = evr_repl_new(LEASE, SKEW);
     evr_record_t a = s_sub("E", "a", "r1", 10500, 0, 2); //  live to 12999
     evr_record_t b = s_sub("E", "b", "r1", 10000, 0, 5); //  live to 15999
     evr_record_t t = s_tomb("E", "t", "r1", 11000, 7);
-    const int64_t t_end = 11000 + LEASE + SKEW;
     assert_int_equal(evr_repl_merge(m, &a), APPLIED);
     assert_int_equal(evr_repl_merge(m, &b), APPLIED);
     assert_int_equal(evr_repl_merge(m, &t), APPLIED);
+    const uint64_t digest = evr_repl_digest(m);
 
-    evr_repl_t *without_a = evr_repl_new(LEASE, SKEW);
-    evr_repl_merge(without_a, &b);
-    evr_repl_merge(without_a, &t);
+    evr_repl_t *without_b = evr_repl_new(LEASE, SKEW);
+    evr_repl_merge(without_b, &a);
+    evr_repl_merge(without_b, &t);
 
-    gc_seen_t seen = {m, 0, "", false};
-    assert_int_equal(evr_repl_gc(m, 0, s_on_drop, &seen), 0);
-    assert_int_equal(evr_repl_gc(m, 12999, s_on_drop, &seen), 0);
+    gc_seen_t seen = {m, 0, 0, "", false, false};
+    assert_int_equal(s_gc(m, &seen, 0), 0);
+    assert_int_equal(s_gc(m, &seen, 12999), 0);
+    //  Past a's deadline, then b's: both stay, not live, and unchanged.
+    assert_int_equal(s_gc(m, &seen, 13000), 0);
+    assert_false(evr_repl_live(evr_repl_find(m, "E", "a"), 13000));
+    assert_true(evr_repl_live(evr_repl_find(m, "E", "b"), 13000));
+    assert_int_equal(s_gc(m, &seen, 16000), 0);
+    s_assert_same(evr_repl_find(m, "E", "a"), &a);
+    s_assert_same(evr_repl_find(m, "E", "b"), &b);
+    assert_false(evr_repl_live(evr_repl_find(m, "E", "b"), 16000));
+    assert_int_equal(evr_repl_size(m), 3);
+    assert_int_equal(evr_repl_digest(m), digest);
     assert_int_equal(seen.calls, 0);
-    assert_int_equal(evr_repl_gc(m, 13000, s_on_drop, &seen), 1);
-    assert_int_equal(seen.calls, 1);
-    assert_string_equal(seen.last_key, "a");
-    assert_true(seen.was_findable);
-    assert_null(evr_repl_find(m, "E", "a"));
-    assert_int_equal(evr_repl_size(m), 2);
-    s_assert_maps_equal(m, without_a);
 
-    assert_int_equal(evr_repl_gc(m, 15999, NULL, NULL), 0);
-    assert_int_equal(evr_repl_gc(m, 16000, s_on_drop, &seen), 1);
+    //  b (hlc 10000) goes first, then a (hlc 10500), then t (hlc 11000).
+    assert_int_equal(s_gc(m, &seen, 10000 + WINDOW), 0);
+    assert_int_equal(s_gc(m, &seen, 10000 + WINDOW + 1), 1);
+    assert_int_equal(seen.calls, 1);
     assert_string_equal(seen.last_key, "b");
+    assert_true(seen.was_findable);
+    assert_null(evr_repl_find(m, "E", "b"));
+    assert_int_equal(evr_repl_size(m), 2);
+    s_assert_maps_equal(m, without_b);
+
+    assert_int_equal(s_gc(m, &seen, 10500 + WINDOW), 0);
+    assert_int_equal(s_gc(m, &seen, 10500 + WINDOW + 1), 1);
+    assert_string_equal(seen.last_key, "a");
     assert_int_equal(evr_repl_size(m), 1);
 
-    assert_int_equal(evr_repl_gc(m, t_end, s_on_drop, &seen), 0);
+    assert_int_equal(s_gc(m, &seen, 11000 + WINDOW), 0);
     assert_non_null(evr_repl_find(m, "E", "t"));
-    assert_int_equal(evr_repl_gc(m, t_end + 1, s_on_drop, &seen), 1);
+    assert_int_equal(s_gc(m, &seen, 11000 + WINDOW + 1), 1);
     assert_string_equal(seen.last_key, "t");
     assert_int_equal(seen.calls, 3);
+    assert_false(seen.was_live);
     assert_int_equal(evr_repl_size(m), 0);
     assert_int_equal(evr_repl_digest(m), 0);
     assert_null(evr_repl_find(m, "E", "t"));
@@ -675,19 +705,142 @@ static void test_gc_boundaries(void **state)
     evr_record_t a2 = s_sub("E", "a", "r1", 20000, 0, 2);
     assert_int_equal(evr_repl_merge(m, &a2), APPLIED);
     assert_int_equal(evr_repl_size(m), 1);
-    evr_repl_destroy(&without_a);
+    evr_repl_destroy(&without_b);
     evr_repl_destroy(&m);
 }
 
-//  The tombstone window uses the hlc's physical time, not the sub time.
-static void test_gc_tombstone_uses_hlc(void **state)
+//  The +999: a record with the longest lease, subscribed on a whole second,
+//  is live through physical(hlc) + max_lease + 999, so even with no skew
+//  it stays that long, and goes right after.
+static void test_gc_longest_lease(void **state)
+{
+    const uint64_t p = 1700000000000ULL;
+    evr_repl_t *m = evr_repl_new(LEASE, 0);
+    evr_record_t r = s_sub("E", "k", "r1", p, 0, LEASE / 1000);
+    assert_int_equal(evr_repl_merge(m, &r), APPLIED);
+    const int64_t last = (int64_t)p + LEASE + 999;
+    assert_true(evr_repl_live(&r, last));
+    assert_false(evr_repl_live(&r, last + 1));
+    gc_seen_t seen = {m, 0, 0, "", false, false};
+    assert_int_equal(s_gc(m, &seen, last), 0);
+    assert_int_equal(s_gc(m, &seen, last + 1), 1);
+    assert_false(seen.was_live);
+    evr_repl_destroy(&m);
+
+    //  No overflow with the largest bounds: nothing is ever dropped.
+    m = evr_repl_new(INT64_MAX, INT64_MAX);
+    assert_int_equal(evr_repl_merge(m, &r), APPLIED);
+    assert_int_equal(evr_repl_gc(m, INT64_MAX, NULL, NULL), 0);
+    assert_int_equal(evr_repl_size(m), 1);
+    evr_repl_destroy(&m);
+}
+
+//  The window uses the hlc's physical time, not the sub time, for
+//  tombstones and subscriptions alike.
+static void test_gc_uses_hlc(void **state)
 {
     evr_repl_t *m = evr_repl_new(1000, 500);
     evr_record_t t = s_tomb("E", "t", "r1", 50000, 0);
     t.sub_time_ms = 1; //  long before the hlc
+    evr_record_t s = s_sub("E", "s", "r1", 50000, 0, 1);
+    s.sub_time_ms = 1; //  dead from the start
     assert_int_equal(evr_repl_merge(m, &t), APPLIED);
-    assert_int_equal(evr_repl_gc(m, 51500, NULL, NULL), 0);
-    assert_int_equal(evr_repl_gc(m, 51501, NULL, NULL), 1);
+    assert_int_equal(evr_repl_merge(m, &s), APPLIED);
+    assert_false(evr_repl_live(&s, 50000));
+    assert_int_equal(evr_repl_gc(m, 52499, NULL, NULL), 0);
+    assert_int_equal(evr_repl_size(m), 2);
+    assert_int_equal(evr_repl_gc(m, 52500, NULL, NULL), 2);
+    assert_int_equal(evr_repl_size(m), 0);
+    evr_repl_destroy(&m);
+}
+
+typedef struct {
+    evr_repl_t *into;
+    int64_t now;
+    size_t applied;
+    size_t live;
+} snap_t;
+
+//  foreach callback: merge a record into another map (a snapshot), and
+//  count the applied ones that are live there.
+static void s_snapshot_into(const evr_record_t *rec, void *arg)
+{
+    snap_t *snap = (snap_t *)arg;
+    if (evr_repl_merge(snap->into, rec) == APPLIED) {
+        snap->applied++;
+        if (evr_repl_live(rec, snap->now))
+            snap->live++;
+    }
+}
+
+//  An expired record does not come back: A (expire 3600 s) is replaced by
+//  a newer refresh B (expire 60 s). Past B's deadline, B stays as a shadow
+//  and a late copy of A (from a peer that missed B) is STALE; snapshots
+//  carry B, so that peer learns it. Only after B's window is B dropped,
+//  and by then A is past its own last live second, even on a clock
+//  max_skew behind.
+static void test_gc_no_resurrection(void **state)
+{
+    const uint64_t p = 1700000000000ULL;
+    const evr_record_t a = s_sub("E", "k", "relay-a", p, 0, 3600);
+    const evr_record_t b = s_sub("E", "k", "relay-b", p + 1000, 0, 60);
+    evr_repl_t *m = evr_repl_new(LEASE, SKEW);
+    evr_repl_t *peer = evr_repl_new(LEASE, SKEW); //  missed B
+    assert_int_equal(evr_repl_merge(m, &a), APPLIED);
+    assert_int_equal(evr_repl_merge(peer, &a), APPLIED);
+    assert_int_equal(evr_repl_merge(m, &b), APPLIED);
+    assert_true(evr_repl_live(&b, (int64_t)p + 61999));
+    assert_false(evr_repl_live(&b, (int64_t)p + 62000));
+
+    //  Past B's deadline, well within A's: B stays, not live.
+    int64_t now = (int64_t)p + 62000;
+    assert_true(evr_repl_live(&a, now)); //  what would come back
+    gc_seen_t seen = {m, 0, 0, "", false, false};
+    assert_int_equal(s_gc(m, &seen, now), 0);
+    s_assert_same(evr_repl_find(m, "E", "k"), &b);
+    assert_false(evr_repl_live(evr_repl_find(m, "E", "k"), now));
+    uint64_t digest = evr_repl_digest(m);
+
+    //  The late A is STALE, the map unchanged.
+    assert_int_equal(evr_repl_merge(m, &a), STALE);
+    s_assert_same(evr_repl_find(m, "E", "k"), &b);
+    assert_int_equal(evr_repl_digest(m), digest);
+
+    //  So is a whole snapshot of the peer that missed B ...
+    snap_t snap = {m, now, 0, 0};
+    evr_repl_foreach(peer, s_snapshot_into, &snap);
+    assert_int_equal(snap.applied, 0);
+    assert_int_equal(evr_repl_digest(m), digest);
+    //  ... while ours carries the shadow B to it: it replaces A there,
+    //  not live.
+    snap = (snap_t){peer, now, 0, 0};
+    evr_repl_foreach(m, s_snapshot_into, &snap);
+    assert_int_equal(snap.applied, 1);
+    assert_int_equal(snap.live, 0);
+    s_assert_same(evr_repl_find(peer, "E", "k"), &b);
+    s_assert_maps_equal(peer, m);
+
+    //  Until the end of B's window, still so (the late A stays STALE).
+    const int64_t b_end = (int64_t)p + 1000 + WINDOW;
+    assert_int_equal(s_gc(m, &seen, b_end), 0);
+    assert_int_equal(evr_repl_merge(m, &a), STALE);
+    s_assert_same(evr_repl_find(m, "E", "k"), &b);
+
+    //  Right after, B goes; A could not be live anywhere by then.
+    assert_int_equal(s_gc(m, &seen, b_end + 1), 1);
+    assert_int_equal(seen.calls, 1);
+    assert_false(seen.was_live);
+    assert_int_equal(evr_repl_size(m), 0);
+    assert_false(evr_repl_live(&a, b_end + 1));
+    assert_false(evr_repl_live(&a, b_end + 1 - SKEW));
+    //  A late A merges then, but is not live, and goes at the next gc
+    //  (its own window, starting earlier than B's, is over too).
+    assert_int_equal(evr_repl_merge(m, &a), APPLIED);
+    assert_false(evr_repl_live(evr_repl_find(m, "E", "k"), b_end + 1));
+    assert_int_equal(s_gc(m, &seen, b_end + 1), 1);
+    assert_int_equal(evr_repl_size(m), 0);
+    assert_false(seen.was_live);
+    evr_repl_destroy(&peer);
     evr_repl_destroy(&m);
 }
 
@@ -923,17 +1076,38 @@ static void test_seq_forget_and_foreach(void **state)
 //  --------------------------------------------------------------------------
 //  Scale
 
-//  foreach callback: check a record of the big map.
+typedef struct {
+    int64_t now;
+    size_t count;
+    size_t live;
+    size_t tombstones;
+} big_seen_t;
+
+//  foreach callback: check a record of the big map and count it.
 static void s_check_big(const evr_record_t *rec, void *arg)
 {
-    size_t *count = (size_t *)arg;
-    int i = atoi(rec->match_key + 1);
-    assert_true(rec->tombstone || i % 2 == 0);
-    (*count)++;
+    big_seen_t *seen = (big_seen_t *)arg;
+    seen->count++;
+    if (rec->tombstone)
+        seen->tombstones++;
+    if (evr_repl_live(rec, seen->now)) {
+        //  Only the refreshed ones (the even keys) live that long.
+        assert_int_equal(atoi(rec->match_key + 1) % 2, 0);
+        seen->live++;
+    }
 }
 
-//  100k records: merge, refresh half, unsubscribe a tenth, gc the expired,
-//  then the tombstones; the map matches an oracle at every step.
+//  Count the records of the big map at now.
+static big_seen_t s_big_count(const evr_repl_t *m, int64_t now)
+{
+    big_seen_t seen = {now, 0, 0, 0};
+    evr_repl_foreach(m, s_check_big, &seen);
+    return seen;
+}
+
+//  100k records: merge, refresh half, unsubscribe a tenth; then gc as time
+//  passes: the expired stay (not live) until their window is over, and
+//  the map matches an oracle at every step.
 static void test_100k(void **state)
 {
     enum { N = 100000 };
@@ -944,6 +1118,7 @@ static void test_100k(void **state)
     evr_repl_t *survivors = evr_repl_new(LEASE, SKEW);
     char key[32];
 
+    //  First writes at base + i, for 1 to 100 s.
     for (int i = 0; i < N; i++) {
         snprintf(key, sizeof(key), "k%d", i);
         evr_record_t r =
@@ -952,32 +1127,54 @@ static void test_100k(void **state)
     }
     assert_int_equal(evr_repl_size(m), N);
 
-    //  Refresh the even ones for 1000 s, unsubscribe every i % 10 == 5.
-    uint64_t last_tomb_ms = 0;
+    //  At base + N + i, refresh the even ones for 1000 s, unsubscribe every
+    //  i % 10 == 5.
     for (int i = 0; i < N; i++) {
         snprintf(key, sizeof(key), "k%d", i);
         uint64_t ms = base + N + i;
         evr_record_t r;
         if (i % 2 == 0)
             r = s_sub(events[i % 3], key, origins[(i + 1) % 3], ms, 0, 1000);
-        else if (i % 10 == 5) {
+        else if (i % 10 == 5)
             r = s_tomb(events[i % 3], key, origins[(i + 1) % 3], ms, 0);
-            last_tomb_ms = ms;
-        } else
+        else
             continue;
         assert_int_equal(evr_repl_merge(m, &r), APPLIED);
         assert_int_equal(evr_repl_merge(survivors, &r), APPLIED);
     }
     assert_int_equal(evr_repl_size(m), N);
+    const uint64_t digest = evr_repl_digest(m);
 
-    //  After every first write's deadline, before the refreshed ones'.
+    //  After every first write's deadline, before the refreshed ones':
+    //  nothing goes, the first writes are shadows.
     int64_t now = (int64_t)(base + N + 100 * 1000 + 1000);
-    assert_int_equal(evr_repl_gc(m, now, NULL, NULL), N / 2 - N / 10);
+    assert_int_equal(evr_repl_gc(m, now, NULL, NULL), 0);
+    assert_int_equal(evr_repl_size(m), N);
+    assert_int_equal(evr_repl_digest(m), digest);
+    big_seen_t seen = s_big_count(m, now);
+    assert_int_equal(seen.count, N);
+    assert_int_equal(seen.live, N / 2);
+    assert_int_equal(seen.tombstones, N / 10);
+
+    //  After every refreshed deadline too: still nothing goes, none live.
+    now = (int64_t)(base + 2 * N + 1000 * 1000 + 1000);
+    assert_int_equal(evr_repl_gc(m, now, NULL, NULL), 0);
+    seen = s_big_count(m, now);
+    assert_int_equal(seen.count, N);
+    assert_int_equal(seen.live, 0);
+
+    //  The first writes' windows end by base + N - 1 + WINDOW, the last one
+    //  (k99999, never refreshed) exactly then.
+    now = (int64_t)(base + N - 1) + WINDOW;
+    assert_int_equal(evr_repl_gc(m, now, NULL, NULL), N / 2 - N / 10 - 1);
+    assert_non_null(evr_repl_find(m, events[(N - 1) % 3], "k99999"));
+    assert_int_equal(evr_repl_gc(m, now + 1, NULL, NULL), 1);
     assert_int_equal(evr_repl_size(m), N / 2 + N / 10);
     s_assert_maps_equal(m, survivors);
-    size_t count = 0;
-    evr_repl_foreach(m, s_check_big, &count);
-    assert_int_equal(count, N / 2 + N / 10);
+    seen = s_big_count(m, now + 1);
+    assert_int_equal(seen.count, N / 2 + N / 10);
+    assert_int_equal(seen.tombstones, N / 10);
+    assert_int_equal(seen.live, 0);
     for (int i = 0; i < N; i++) {
         snprintf(key, sizeof(key), "k%d", i);
         const evr_record_t *r = evr_repl_find(m, events[i % 3], key);
@@ -987,16 +1184,12 @@ static void test_100k(void **state)
             assert_null(r);
     }
     //  Nothing more to do at the same time.
-    assert_int_equal(evr_repl_gc(m, now, NULL, NULL), 0);
+    assert_int_equal(evr_repl_gc(m, now + 1, NULL, NULL), 0);
 
-    //  Past every refreshed deadline: only the tombstones are left.
-    now = (int64_t)(base + 2 * N + 1000 * 1000 + 1000);
-    assert_int_equal(evr_repl_gc(m, now, NULL, NULL), N / 2);
-    assert_int_equal(evr_repl_size(m), N / 10);
-
-    //  Past every tombstone's window: empty.
-    now = (int64_t)last_tomb_ms + LEASE + SKEW;
-    assert_int_equal(evr_repl_gc(m, now, NULL, NULL), N / 10 - 1);
+    //  The refreshes' and tombstones' windows (the same rule) end by
+    //  base + 2N - 2 + WINDOW (k99998, refreshed): then it is empty.
+    now = (int64_t)(base + 2 * N - 2) + WINDOW;
+    assert_int_equal(evr_repl_gc(m, now, NULL, NULL), N / 2 + N / 10 - 1);
     assert_int_equal(evr_repl_gc(m, now + 1, NULL, NULL), 1);
     assert_int_equal(evr_repl_size(m), 0);
     assert_int_equal(evr_repl_digest(m), 0);
@@ -1021,7 +1214,9 @@ int main(void)
         cmocka_unit_test(test_merge_own_view),
         cmocka_unit_test(test_live_rule),
         cmocka_unit_test(test_gc_boundaries),
-        cmocka_unit_test(test_gc_tombstone_uses_hlc),
+        cmocka_unit_test(test_gc_longest_lease),
+        cmocka_unit_test(test_gc_uses_hlc),
+        cmocka_unit_test(test_gc_no_resurrection),
         cmocka_unit_test(test_digest),
         cmocka_unit_test(test_foreach),
         cmocka_unit_test(test_seq_next_old_gap),
