@@ -133,6 +133,7 @@ struct _evr_cluster_t {
     int64_t start_ms;
     s_peer_t *join_peer; //  the peer a join snapshot is asked from
     bool dirty;          //  appended since the last flush
+    bool sync_pending;   //  a local write waits for evr_cluster_sync
     int64_t next_tick_ms, next_hb_ms, next_gc_ms, next_ae_ms, next_flush_ms;
     size_t ae_cursor;
     void *poll_socks[EVR_CLUSTER_MAX_POLL];
@@ -1741,10 +1742,7 @@ int evr_cluster_write(evr_cluster_t *self, const char *event,
     evr_repl_result_t rc = evr_repl_merge(self->repl, &rec);
     if (rc == EVR_REPL_APPLIED) {
         s_persist(self, &rec);
-        if (self->store && self->cfg->fsync == EVR_FSYNC_BATCH) {
-            evr_store_flush(self->store);
-            self->dirty = false;
-        }
+        self->sync_pending = self->store != NULL;
         self->seq++;
         evr_repl_seq_raise(self->repl, self->node, self->instance, self->seq);
         s_publish(self, &rec);
@@ -1762,6 +1760,18 @@ int evr_cluster_write(evr_cluster_t *self, const char *event,
     }
     evr_sockspec_destroy(&spec);
     return 0;
+}
+
+//  Put the local writes made since the last call on disk.
+void evr_cluster_sync(evr_cluster_t *self)
+{
+    if (!self->sync_pending)
+        return;
+    self->sync_pending = false;
+    if (self->cfg->fsync == EVR_FSYNC_BATCH) {
+        evr_store_flush(self->store);
+        self->dirty = false;
+    }
 }
 
 //  Joined.

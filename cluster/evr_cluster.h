@@ -74,13 +74,20 @@ void evr_cluster_poll_handle(evr_cluster_t *self, const zmq_pollitem_t *items,
 long evr_cluster_timeout(evr_cluster_t *self);
 
 //  A control subscribe (expire_s >= 1) or unsubscribe (expire_s 0) on this
-//  relay: a new record versioned now, applied to the table, merged, on
-//  disk (fsynced with fsync = always or batch), then published to the
-//  peers (asynchronously). Returns 0, or -1 with the reason in err (bad
-//  event or socket, expire above max_lease_s, the table refused it).
+//  relay: a new record versioned now, applied to the table, merged,
+//  appended to the log, then published to the peers (asynchronously).
+//  Call evr_cluster_sync before answering the request. Returns 0, or -1
+//  with the reason in err (bad event or socket, expire above max_lease_s,
+//  the table refused it).
 int evr_cluster_write(evr_cluster_t *self, const char *event,
                       const char *socket, int64_t expire_s, char *err,
                       size_t errlen);
+
+//  Put the local writes made since the last call on disk (fsync = batch;
+//  always fsyncs each append, never leaves it to the kernel): the relay
+//  calls it once before sending the answers of a round of control
+//  requests (group commit).
+void evr_cluster_sync(evr_cluster_t *self);
 
 //  Joined: the table holds a snapshot of a peer (or no peer answered
 //  within the join timeout, or there is no peer to ask).

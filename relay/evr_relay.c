@@ -814,26 +814,55 @@ static void s_drain_ingest(evr_relay_t *self)
     }
 }
 
+//  A control answer and its envelope, waiting to be sent.
+typedef struct {
+    zmq_msg_t env[MAX_ENVELOPE];
+    int nenv;
+    void *reply;
+    size_t len;
+} s_answer_t;
+
+#define S_GROUP 64
+
+//  Send answers, after the cluster's log is on disk up to their writes.
+static void s_answer_all(evr_relay_t *self, void *sock, s_answer_t *ans, int n)
+{
+    if (self->cluster && n)
+        evr_cluster_sync(self->cluster);
+    for (int i = 0; i < n; i++) {
+        if (ans[i].reply)
+            s_reply(sock, ans[i].env, ans[i].nenv, ans[i].reply, ans[i].len);
+        free(ans[i].reply);
+        s_close_env(ans[i].env, ans[i].nenv);
+    }
+}
+
 //  Handle everything waiting on a control socket: the control ROUTER, or
 //  the HTTP face's (the same commands, the same code path).
+//  Answers are held back (at most S_GROUP) until the cluster's log is on
+//  disk (group commit: one fsync for every write among them).
 static void s_drain_control(evr_relay_t *self, void *sock)
 {
-    zmq_msg_t env[MAX_ENVELOPE], payload;
+    s_answer_t ans[S_GROUP];
+    zmq_msg_t payload;
+    int n = 0;
     while (true) {
-        int nenv = s_recv(sock, env, &payload);
+        int nenv = s_recv(sock, ans[n].env, &payload);
         if (nenv < 0)
-            return;
-        void *reply = NULL;
-        size_t reply_len = 0;
+            break;
+        ans[n].nenv = nenv;
+        ans[n].reply = NULL;
+        ans[n].len = 0;
         evr_control_frame(self, zmq_msg_data(&payload), zmq_msg_size(&payload),
-                          self->cfg->max_control_bytes, &self->ct, &reply,
-                          &reply_len);
-        if (reply)
-            s_reply(sock, env, nenv, reply, reply_len);
-        free(reply);
+                          self->cfg->max_control_bytes, &self->ct,
+                          &ans[n].reply, &ans[n].len);
         zmq_msg_close(&payload);
-        s_close_env(env, nenv);
+        if (++n == S_GROUP) {
+            s_answer_all(self, sock, ans, n);
+            n = 0;
+        }
     }
+    s_answer_all(self, sock, ans, n);
 }
 
 //  Serve until SIGINT/SIGTERM.
