@@ -1525,6 +1525,14 @@ static void *s_socket(evr_cluster_t *self, int type)
 static int s_bind(evr_cluster_t *self, char *err, size_t errlen)
 {
     const char *listen = self->cfg->cluster;
+    if (s_wildcard_host(listen)) {
+        //  peers learn each other from this string: it must lead here
+        snprintf(err, errlen,
+                 "--cluster %s: give an address the peers can connect to, "
+                 "not a wildcard",
+                 listen);
+        return -1;
+    }
     char *pub_bind = s_pub_bind_endpoint(listen);
     if (!pub_bind) {
         snprintf(err, errlen,

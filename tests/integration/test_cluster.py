@@ -14,6 +14,8 @@ import json
 import os
 import random
 import signal
+import socket
+import subprocess
 import sys
 import threading
 import time
@@ -279,6 +281,101 @@ class ClusterTest(RelayTestCase):
                       text)
         self.assertRegex(text, r'(?m)^evrelay_cluster_peer_alive\{peer="'
                          r'tcp://127\.0\.0\.1:\d+"\} 0$')
+
+    def test_startup_errors(self):
+        """A wildcard --cluster, a data directory another relay holds, a bad
+        fsync policy: evrelayd refuses to start and says why."""
+        data = os.path.join(self.tempdir(), "data")
+        a = ClusterRelay("A", data)
+        self.addCleanup(a.cleanup)
+        a.start()
+
+        def run(*args):
+            p = subprocess.run([evrtest.EVRELAYD, "--ingest",
+                                "tcp://127.0.0.1:%d" % free_port(),
+                                "--control",
+                                "tcp://127.0.0.1:%d" % free_port()]
+                               + list(args), stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, timeout=20)
+            return p.returncode, p.stdout.decode()
+        rc, out = run("--cluster", "tcp://0.0.0.0:%d" % free_port())
+        self.assertEqual(rc, 1, out)
+        self.assertIn("not a wildcard", out)
+        rc, out = run("--data-dir", data)
+        self.assertEqual(rc, 1, out)
+        self.assertIn(data, out)
+        cfg = os.path.join(self.tempdir(), "bad.conf")
+        with open(cfg, "w") as f:
+            f.write("[cluster]\nfsync = sometimes\n")
+        rc, out = run("--config", cfg)
+        self.assertEqual(rc, 2, out)
+        self.assertIn("fsync", out)
+        self.assertTrue(a.alive())
+
+    def test_launcher(self):
+        """deploy/evrelay-cluster.sh: N relays up and joined, status,
+        subscriptions kept across stop and start, stop."""
+        script = os.path.join(evrtest.REPO, "deploy", "evrelay-cluster.sh")
+        base = None
+        for _ in range(50):
+            cand = random.randrange(20000, 60000, 10)
+            try:
+                socks = []
+                for i in range(3):
+                    for k in range(3):
+                        s = socket.socket()
+                        socks.append(s)
+                        s.bind(("127.0.0.1", cand + 10 * i + k))
+                base = cand
+                break
+            except OSError:
+                continue
+            finally:
+                for s in socks:
+                    s.close()
+        self.assertIsNotNone(base)
+        env = dict(os.environ, EVR_CLUSTER_DIR=self.tempdir(),
+                   EVRELAYD=evrtest.EVRELAYD, EVRELAYCTL=evrtest.EVRELAYCTL,
+                   EVR_CLUSTER_ARGS="--workers 1")
+
+        def launcher(*args):
+            p = subprocess.run([script] + list(args), env=env,
+                               stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, timeout=60)
+            return p.returncode, p.stdout.decode()
+        self.addCleanup(launcher, "stop")
+        rc, out = launcher("3", str(base))
+        self.assertEqual(rc, 0, out)
+        control = ["tcp://127.0.0.1:%d" % (base + 10 * i + 1)
+                   for i in range(3)]
+        for ep in control:
+            self.assertIn(ep, out)
+        self.assertIn("tcp://127.0.0.1:%d,tcp://127.0.0.1:%d" % (base, base + 10),
+                      out)
+        def ctl(endpoint, *args):
+            p = subprocess.run([evrtest.EVRELAYCTL, "-s", endpoint, "--json"]
+                               + [str(a) for a in args],
+                               stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, timeout=20)
+            self.assertEqual(p.returncode, 0)
+            return p.stdout.decode()
+        self.assertEqual(json.loads(ctl(control[2], "subscribe", "E_L",
+                                        "udp:127.0.0.1:9", 900)), "OK")
+        wait_until(lambda: "E_L" in ctl(control[0], "subscribers"), 5,
+                   what="E_L on relay0")
+        rc, out = launcher("status")
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(out.count("alive"), 6, out)
+        rc, out = launcher("stop")
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(out.count("stopping"), 3, out)
+        rc, out = launcher("2", str(base))
+        self.assertEqual(rc, 0, out)
+        self.assertIn("E_L", ctl(control[0], "subscribers"))
+        rc, out = launcher("stop")
+        self.assertEqual(rc, 0, out)
 
     def test_kill9_restart_converges(self):
         """kill -9 B; subscribe and unsubscribe on A; restart B: it comes
