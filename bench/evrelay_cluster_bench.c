@@ -503,8 +503,8 @@ int main(int argc, char **argv)
     failed |= mem_plain < 0 || mem_cluster < 0;
 
     //  3: join
-    double join_ms = -1;
-    long long records = -1;
+    double join_ms = -1, compact_ms = -1;
+    long long records = -1, compact_records = -1;
     if (mem_cluster >= 0) {
         json_t *st = s_ctl_call(&a, "cluster", 5000);
         long long want = s_num(st, "records");
@@ -530,6 +530,20 @@ int main(int argc, char **argv)
             printf("%-28s an empty relay joined (started -> ready) in %.0f "
                    "ms with %lld of %lld records; its RSS %ld KiB\n",
                    "join:", join_ms, records, want, s_rss_kb(b.pid));
+            //  its log now holds every record: the next gc tick compacts
+            for (int i = 0; i < 50 && compact_ms < 0; i++) {
+                s_sleep_ms(100);
+                st = s_ctl_call(&b, "cluster", 5000);
+                json_t *store = json_object_get(st, "store");
+                if (s_num(store, "compactions") > 0) {
+                    compact_ms = (double)s_num(store, "last_compaction_ms");
+                    compact_records = s_num(store, "snapshot_records");
+                }
+                json_decref(st);
+            }
+            printf("%-28s the joined relay compacted its log: %lld records "
+                   "in %.0f ms (core thread)\n",
+                   "compaction:", compact_records, compact_ms);
         }
         failed |= join_ms < 0 || records != want;
         s_relay_stop(&b);
@@ -593,7 +607,9 @@ int main(int argc, char **argv)
     printf("RESULT mem_bytes_per_sub_table=%.0f mem_bytes_per_sub_cluster=%.0f "
            "subscribe_rate_plain=%.0f subscribe_rate_cluster=%.0f\n",
            mem_plain, mem_cluster, rate_plain, rate_cluster);
-    printf("RESULT join_ms=%.0f join_records=%lld\n", join_ms, records);
+    printf("RESULT join_ms=%.0f join_records=%lld compaction_ms=%.0f "
+           "compaction_records=%lld\n",
+           join_ms, records, compact_ms, compact_records);
     printf("RESULT dispatch_eps_1=%.0f dispatch_eps_10000=%.0f ratio=%.3f\n",
            eps[0], eps[1], eps[0] > 0 ? eps[1] / eps[0] : 0);
     char cmd[PATH_MAX + 16];

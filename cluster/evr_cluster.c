@@ -1302,8 +1302,9 @@ static void s_drain_sub(evr_cluster_t *self)
 //  --------------------------------------------------------------------------
 //  Timers
 
-//  evr_repl_gc hook: a live record dropped past its deadline leaves the
-//  table too (the table's own sweep usually got there first).
+//  evr_repl_gc hook: a record dropped at the end of its shadow window. It
+//  expired long before, and the table's own sweep removed it then; the
+//  unsubscribe only makes sure the table agrees.
 static void s_on_gc(const evr_record_t *rec, void *arg)
 {
     evr_cluster_t *self = arg;
