@@ -1471,8 +1471,7 @@ static void s_on_load(const evr_record_t *stored, void *arg)
     evr_record_t rec = *stored;
     rec.match_key = evr_sockspec_match_key(spec);
     evr_hlc_update(self->hlc, rec.hlc, s_now());
-    if (evr_repl_merge(self->repl, &rec) == EVR_REPL_APPLIED)
-        self->ct.loaded++;
+    evr_repl_merge(self->repl, &rec);
     evr_sockspec_destroy(&spec);
 }
 
@@ -1502,6 +1501,7 @@ static int s_open_store(evr_cluster_t *self, char *err, size_t errlen)
         return -1;
     }
     evr_repl_gc(self->repl, s_now(), NULL, NULL);
+    self->ct.loaded = evr_repl_size(self->repl);
     evr_repl_foreach(self->repl, s_apply_loaded, self);
     zsys_info("cluster: loaded %ld records from %s in %" PRId64 " ms: %zu kept",
               n, cfg->data_dir, (zclock_usecs() - t0) / 1000,

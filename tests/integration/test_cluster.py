@@ -377,6 +377,52 @@ class ClusterTest(RelayTestCase):
         rc, out = launcher("stop")
         self.assertEqual(rc, 0, out)
 
+    def test_persistence_without_cluster(self):
+        """--data-dir alone: a relay killed with -9 comes back with its
+        subscriptions (expires and ttl kept), and the expire limit holds."""
+        data = os.path.join(self.tempdir(), "data")
+        r = self.relay(args=["--data-dir", data, "--node-id", "solo"])
+        r.subscribe("E_SOLO", "udp:127.0.0.1:7601", 600)
+        r.subscribe("E_SOLO", "udp:127.0.0.1:7602", 300)
+        r.subscribe("E_SOLO", "udp:127.0.0.1:7602", 0)
+        r.subscribe("E_OTHER", "udp:127.0.0.1:7603", 5)
+        before = listing(r)
+        st = r.ok("cluster")
+        self.assertEqual((st["node"], st["ready"], st["endpoint"],
+                          st["members"]), ("solo", True, None, []))
+        self.assertEqual(r.err("subscribe", "E_SOLO", "udp:127.0.0.1:7604",
+                               100000)["code"], 400)
+        time.sleep(1.1)
+        r.kill()
+        r.start()
+        self.assertEqual(listing(r), before)
+        ttl = r.subscribers("E_OTHER")["Event"]["Subscribers"][0]["ttl"]
+        self.assertLessEqual(ttl, 4)  # counted from the original subscribe
+        self.assertEqual(r.ok("cluster")["loaded"], 3)
+
+    def test_static_subscriptions_stay_local(self):
+        """A static subscription is not replicated, and a replicated record
+        of the same key does not replace it."""
+        a, b = self.make_cluster(2)
+        static = ClusterRelay("S", os.path.join(self.tempdir(), "data"))
+        static.peers = [a.endpoint]
+        static.args += ["--subscribe", "E_ST=udp:127.0.0.1:7701"]
+        self.addCleanup(static.cleanup)
+        static.start()
+        wait_until(static.ready, 10, what="S ready")
+        b.subscribe("E_ST", "udp:127.0.0.1:7702", 600)
+        b.subscribe("E_ST", "udp:127.0.0.1:7701", 600)
+        wait_converged([a, b])
+        wait_until(lambda: ("E_ST", "udp:127.0.0.1:7702", 600)
+                   in listing(static), 5, what="replicated on S")
+        self.assertIn(("E_ST", "udp:127.0.0.1:7701", "never"), listing(static))
+        b.subscribe("E_ST", "udp:127.0.0.1:7701", 0)
+        wait_converged([a, b], expect=[("E_ST", "udp:127.0.0.1:7702", 600)])
+        time.sleep(0.3)
+        self.assertEqual(listing(static), [
+            ("E_ST", "udp:127.0.0.1:7701", "never"),
+            ("E_ST", "udp:127.0.0.1:7702", 600)])
+
     def test_kill9_restart_converges(self):
         """kill -9 B; subscribe and unsubscribe on A; restart B: it comes
         back with its own subscriptions from disk, then converges."""
