@@ -953,8 +953,8 @@ static s_peer_t *s_on_heartbeat(evr_cluster_t *self,
             }
         }
     }
-    if (peer->doomed)
-        return NULL;
+    if (peer->doomed || (peer->instance && hb->instance < peer->instance))
+        return NULL; //  an alias, or a late word of a boot that is gone
     //  who it is, which boot
     if (!peer->node || strcmp(peer->node, hb->node)) {
         free(peer->node);
@@ -985,6 +985,7 @@ static s_peer_t *s_on_heartbeat(evr_cluster_t *self,
     free(pub);
     //  liveness
     s_state_t before = s_state(self, peer, now);
+    bool first = !peer->last_hb_ms;
     peer->last_hb_ms = now;
     if (before == S_DEAD) {
         if (peer->resync) {
@@ -1011,6 +1012,11 @@ static s_peer_t *s_on_heartbeat(evr_cluster_t *self,
     for (size_t i = 0; i < hb->n_members; i++)
         if (hb->members[i] && !s_peer_by_endpoint(self, hb->members[i]))
             s_peer_add(self, hb->members[i], false);
+    if (first && self->ready && peer->peer_ready &&
+        peer->digest != evr_repl_digest(self->repl))
+        //  we were up before we knew it (a relay without peers of its
+        //  own, restarted): take what it has now rather than in 2 s
+        s_want_pull(self, peer, "first contact", now);
     s_check_peer(self, peer, now);
     return peer;
 }

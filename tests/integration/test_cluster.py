@@ -449,6 +449,22 @@ class ClusterTest(RelayTestCase):
         wait_until(b.ready, 10, what="B ready")
         self.assertEqual(b.status()["store"]["torn"], 0)
 
+    def test_seed_restart(self):
+        """The seed (a relay without --peer, ready at once) killed and
+        restarted catches up with what changed meanwhile."""
+        a, b, c = self.make_cluster(3)
+        a.subscribe("E_S", "udp:127.0.0.1:7801", 900)
+        wait_converged([a, b, c])
+        a.kill()
+        b.subscribe("E_S", "udp:127.0.0.1:7801", 0)
+        c.subscribe("E_S", "udp:127.0.0.1:7802", 900)
+        expect = [("E_S", "udp:127.0.0.1:7802", 900)]
+        wait_converged([b, c], expect=expect)
+        a.start()
+        t0 = time.monotonic()
+        wait_converged([a, b, c], timeout=10, expect=expect)
+        self.assertLess(time.monotonic() - t0, 2.0)  # not the 2 s grace
+
     def test_partition_sigstop(self):
         """SIGSTOP C longer than the dead timeout, change the table on
         both sides, SIGCONT: every relay ends with the same table."""
@@ -553,7 +569,7 @@ class ClusterTest(RelayTestCase):
         ctls = [FastCtl(r.control) for r in relays]
         self.addCleanup(lambda: [c.close() for c in ctls])
         lat = []
-        for i in range(200):
+        for i in range(201):
             src = i % 3
             event = "E_VIS%d" % i
             t0 = time.monotonic()
@@ -571,11 +587,14 @@ class ClusterTest(RelayTestCase):
                 if time.monotonic() - t0 > 10:
                     self.fail("%s not visible everywhere after 10 s" % event)
             lat.append(worst * 1000)
+        #  the first one includes connecting each relay's target (a new
+        #  udp socket) and TCP warm-up: reported, not counted
+        first = lat.pop(0)
         lat.sort()
         p50, p99 = lat[len(lat) // 2], lat[int(len(lat) * 0.99) - 1]
         print("\nvisibility over %d subscribes (3 relays, loopback): p50 %.2f"
-              " ms, p99 %.2f ms, max %.2f ms"
-              % (len(lat), p50, p99, lat[-1]), file=sys.stderr)
+              " ms, p99 %.2f ms, max %.2f ms (the first one: %.2f ms)"
+              % (len(lat), p50, p99, lat[-1], first), file=sys.stderr)
         self.assertLess(p99, 50.0)
 
     def test_randomized_with_kills(self):
