@@ -61,7 +61,9 @@ typedef struct {
     void *dealer;
     char *node; //  from its heartbeats; NULL until heard
     uint64_t instance;
-    char *pub; //  its PUB endpoint, as the SUB is connected to it
+    char *pub;      //  its PUB endpoint, as the SUB is connected to it
+    int64_t pub_ms; //  when the SUB was connected to it
+    bool sub_live;  //  its welcome came through: our subscription is on
     uint64_t hlc, digest, records;
     bool peer_ready;
     s_vector_t seqs;      //  its version vector (last heartbeat)
@@ -975,8 +977,10 @@ static s_peer_t *s_on_heartbeat(evr_cluster_t *self,
             zmq_disconnect(self->sub, peer->pub);
         free(peer->pub);
         peer->pub = NULL;
+        peer->sub_live = false;
         if (zmq_connect(self->sub, pub) == 0) {
             peer->pub = pub;
+            peer->pub_ms = now;
             pub = NULL;
         } else
             zsys_warning("cluster: cannot connect to %s's deltas at %s: %s",
@@ -1280,6 +1284,16 @@ static void s_drain_dealer(evr_cluster_t *self, s_peer_t *peer)
     }
 }
 
+//  A peer's welcome on our SUB (its XPUB sends it when our subscription
+//  reaches it): from now on none of its deltas can be missed by design,
+//  so a snapshot asked now and the stream together hold everything.
+static void s_on_welcome(evr_cluster_t *self, const Evrelay__Heartbeat *hb)
+{
+    s_peer_t *peer = hb->node ? s_peer_by_node(self, hb->node) : NULL;
+    if (peer && peer->instance == hb->instance)
+        peer->sub_live = true;
+}
+
 //  Deltas from every peer's PUB on our SUB.
 static void s_drain_sub(evr_cluster_t *self)
 {
@@ -1297,6 +1311,10 @@ static void s_drain_sub(evr_cluster_t *self)
         if (msg && msg->body_case == EVRELAY__CLUSTER_MSG__BODY_DELTA &&
             msg->delta)
             s_on_delta(self, msg->delta);
+        else if (msg &&
+                 msg->body_case == EVRELAY__CLUSTER_MSG__BODY_HEARTBEAT &&
+                 msg->heartbeat)
+            s_on_welcome(self, msg->heartbeat);
         else if (msg)
             self->ct.malformed++;
         if (msg)
@@ -1396,7 +1414,10 @@ static void s_join_tick(evr_cluster_t *self, int64_t now)
     s_peer_t *pick = NULL;
     for (size_t i = 0; i < self->npeers && !pick; i++) {
         s_peer_t *p = self->peers[i];
-        if (!p->doomed && p->pub && s_state(self, p, now) == S_ALIVE &&
+        //  subscribed to its deltas first (its welcome came, or it is
+        //  long enough since we connected), then its snapshot
+        bool subscribed = p->pub && (p->sub_live || now - p->pub_ms >= 1000);
+        if (!p->doomed && subscribed && s_state(self, p, now) == S_ALIVE &&
             (p->peer_ready || late))
             pick = p;
     }
@@ -1432,6 +1453,11 @@ static void s_antientropy(evr_cluster_t *self, int64_t now)
 static void s_tick(evr_cluster_t *self, int64_t now)
 {
     if (self->router) {
+        //  the XPUB hands up its subscribers' (un)subscriptions: unused
+        char sub[64];
+        for (int n = 0; n < 1000; n++)
+            if (zmq_recv(self->pub, sub, sizeof sub, ZMQ_DONTWAIT) < 0)
+                break;
         if (now >= self->next_hb_ms) {
             s_send_heartbeats(self, false);
             self->next_hb_ms = now + self->cfg->heartbeat_ms;
@@ -1528,6 +1554,25 @@ static void *s_socket(evr_cluster_t *self, int type)
     return sock;
 }
 
+//  The XPUB's welcome: a heartbeat naming this relay, which every new
+//  subscriber receives first once its subscription is in place.
+static void s_set_welcome(evr_cluster_t *self)
+{
+    Evrelay__Heartbeat hb = EVRELAY__HEARTBEAT__INIT;
+    hb.node = self->node;
+    hb.instance = self->instance;
+    hb.cluster_endpoint = self->cfg->cluster;
+    hb.pub_endpoint = self->pub_endpoint;
+    Evrelay__ClusterMsg msg = EVRELAY__CLUSTER_MSG__INIT;
+    msg.body_case = EVRELAY__CLUSTER_MSG__BODY_HEARTBEAT;
+    msg.heartbeat = &hb;
+    size_t len;
+    void *buf = s_pack(&msg, &len);
+    if (buf)
+        zmq_setsockopt(self->pub, ZMQ_XPUB_WELCOME_MSG, buf, len);
+    free(buf);
+}
+
 //  Bind the ROUTER and the PUB, create the SUB.
 static int s_bind(evr_cluster_t *self, char *err, size_t errlen)
 {
@@ -1548,7 +1593,7 @@ static int s_bind(evr_cluster_t *self, char *err, size_t errlen)
         return -1;
     }
     self->router = s_socket(self, ZMQ_ROUTER);
-    self->pub = s_socket(self, ZMQ_PUB);
+    self->pub = s_socket(self, ZMQ_XPUB);
     self->sub = s_socket(self, ZMQ_SUB);
     int rc = 0;
     if (zmq_bind(self->router, listen)) {
@@ -1565,6 +1610,7 @@ static int s_bind(evr_cluster_t *self, char *err, size_t errlen)
         zmq_getsockopt(self->pub, ZMQ_LAST_ENDPOINT, last, &size);
         self->pub_endpoint = strdup(last);
         zmq_setsockopt(self->sub, ZMQ_SUBSCRIBE, "", 0);
+        s_set_welcome(self);
     }
     free(pub_bind);
     return rc;
@@ -1926,6 +1972,7 @@ json_t *evr_cluster_status(evr_cluster_t *self)
         json_object_set_new(m, "state",
                             json_string(s_state_name(s_state(self, p, now))));
         json_object_set_new(m, "ready", json_boolean(p->peer_ready));
+        json_object_set_new(m, "subscribed", json_boolean(p->sub_live));
         json_object_set_new(m, "instance",
                             json_integer((json_int_t)p->instance));
         json_object_set_new(m, "seq", json_integer((json_int_t)s_peer_seq(p)));

@@ -210,6 +210,10 @@ class ClusterTest(RelayTestCase):
         self.assertEqual(st["deltas_out"], 1)
         self.assertEqual(st["deltas_in"], 1)
         self.assertEqual({m["node"] for m in st["members"]}, {"B", "C"})
+        #  every relay's SUB got the others' welcome (joined after it)
+        for r in (a, b, c):
+            self.assertTrue(all(m["subscribed"]
+                                for m in r.status()["members"]), r.name)
         stats = b.stats()["cluster"]
         self.assertEqual(stats["members_alive"], 2)
         self.assertEqual(stats["deltas_in"], 2)
