@@ -122,4 +122,67 @@
 //  Largest datagram we attempt (IPv4 UDP payload limit).
 #define EVR_MAX_DATAGRAM 65507
 
+//  --- cluster (docs/CLUSTER.md) ---------------------------------------------
+
+//  Heartbeat period between relays, ms: a peer is suspect after 3 silent
+//  periods and dead after 10 (5 s), which is Zyre's "evasive/expired"
+//  pair and quick enough for an operator watching `evrelayctl cluster`.
+#define EVR_DEFAULT_HEARTBEAT_MS 500
+#define EVR_CLUSTER_SUSPECT_BEATS 3
+#define EVR_CLUSTER_DEAD_BEATS 10
+
+//  A remote clock more than this far ahead of ours is refused (and
+//  counted): NTP keeps real skew in the milliseconds, a clock minutes off
+//  is a broken host whose writes would win every conflict.
+#define EVR_DEFAULT_MAX_SKEW_MS 5000
+
+//  The longest lease (expire) a replicated subscription may have, s: a
+//  tombstone is kept max_lease + max_skew, so this bounds how long an
+//  unsubscribe is remembered; a day covers every OpenSIPS-style refresher.
+#define EVR_DEFAULT_MAX_LEASE_S 86400
+
+//  Periodic anti-entropy, s: repairs what a lost delta and a missed
+//  heartbeat check both left behind; a snapshot a peer costs is cheap at
+//  this rate (and only pulled when the digests differ).
+#define EVR_DEFAULT_ANTIENTROPY_S 30
+
+//  A joining relay that reaches no peer this long is ready anyway (it may
+//  be the first one up), ms: several heartbeat periods plus a TCP connect.
+#define EVR_DEFAULT_JOIN_TIMEOUT_MS 3000
+
+//  BATCH fsync period of the log, ms (and before every control reply):
+//  remote writes reach the disk within this, at ~10 fsyncs a second.
+#define EVR_CLUSTER_FLUSH_MS 100
+
+//  Records per snapshot chunk, and the byte size at which a chunk is cut
+//  earlier: one chunk stays a small ZeroMQ message.
+#define EVR_CLUSTER_CHUNK_RECORDS 1000
+#define EVR_CLUSTER_CHUNK_BYTES (1024 * 1024)
+
+//  A peer is asked for a snapshot at most this often, ms (and only one at a
+//  time): a burst of gaps costs one snapshot, not one per delta.
+#define EVR_CLUSTER_PULL_INTERVAL_MS 500
+
+//  A snapshot not complete after this long is given up and asked again,
+//  ms: 100k records stream in well under a second on a LAN.
+#define EVR_CLUSTER_SNAPSHOT_TIMEOUT_MS 10000
+
+//  A heartbeat that shows a peer ahead of us (or a different digest with
+//  equal versions) triggers a pull only if that is still so this much
+//  later, ms: deltas travel on another connection than heartbeats and
+//  usually arrive meanwhile.
+#define EVR_CLUSTER_AE_GRACE_MS 2000
+
+//  Peers one relay talks to: heartbeats are full mesh, so clusters are
+//  meant to be a handful of relays; 64 leaves ample room.
+#define EVR_CLUSTER_MAX_PEERS 64
+
+//  A peer learned from another's member list and dead this long is
+//  forgotten, ms (configured peers never are).
+#define EVR_CLUSTER_FORGET_MS (10 * 60 * 1000)
+
+//  Largest cluster frame accepted before decoding: a snapshot chunk is cut
+//  at EVR_CLUSTER_CHUNK_BYTES, plus one record of at most a control frame.
+#define EVR_CLUSTER_MAX_FRAME_BYTES (4 * 1024 * 1024)
+
 #endif

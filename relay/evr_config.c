@@ -137,6 +137,12 @@ evr_config_t *evr_config_new(void)
     self->connect_timeout_ms = EVR_DEFAULT_CONNECT_TIMEOUT_MS;
     self->http_timeout_ms = EVR_DEFAULT_HTTP_TIMEOUT_MS;
     self->amqp_heartbeat_s = EVR_DEFAULT_AMQP_HEARTBEAT_S;
+    self->fsync = EVR_FSYNC_BATCH;
+    self->heartbeat_ms = EVR_DEFAULT_HEARTBEAT_MS;
+    self->max_skew_ms = EVR_DEFAULT_MAX_SKEW_MS;
+    self->max_lease_s = EVR_DEFAULT_MAX_LEASE_S;
+    self->antientropy_s = EVR_DEFAULT_ANTIENTROPY_S;
+    self->join_timeout_ms = EVR_DEFAULT_JOIN_TIMEOUT_MS;
     size_t n = 0;
     while (s_catalogue[n])
         n++;
@@ -161,6 +167,10 @@ void evr_config_destroy(evr_config_t **self_p)
     free(self->flat_delimiter);
     free(self->tcp_event_param);
     free(self->http);
+    free(self->node_id);
+    free(self->cluster);
+    free(self->data_dir);
+    s_free_list(self->peers);
     s_free_list(self->catalogue);
     for (size_t i = 0; i < self->nsubs; i++) {
         free(self->subs[i].event);
@@ -202,6 +212,11 @@ static const s_numkey_t s_numkeys[] = {
     S_NUM("relay", "connect_timeout_ms", connect_timeout_ms, 1, 600000),
     S_NUM("http", "timeout", http_timeout_ms, 1, 3600000),
     S_NUM("rabbitmq", "heartbeat", amqp_heartbeat_s, 0, 3600),
+    S_NUM("cluster", "heartbeat_ms", heartbeat_ms, 10, 60000),
+    S_NUM("cluster", "max_skew_ms", max_skew_ms, 0, 3600000),
+    S_NUM("cluster", "max_lease_s", max_lease_s, 1, 31536000),
+    S_NUM("cluster", "antientropy_s", antientropy_s, 1, 86400),
+    S_NUM("cluster", "join_timeout_ms", join_timeout_ms, 0, 600000),
 };
 
 //  Store a parsed number into its field.
@@ -233,6 +248,75 @@ static int s_add_sub(evr_config_t *self, const char *event, const char *socket)
     self->subs[self->nsubs].socket = strdup(socket);
     self->nsubs++;
     return 0;
+}
+
+//  Append a peer endpoint (a repeated --peer, or one of [cluster] peers).
+static int s_add_peer(evr_config_t *self, const char *endpoint)
+{
+    size_t n = 0;
+    while (self->peers && self->peers[n])
+        n++;
+    char **grown = realloc(self->peers, (n + 2) * sizeof *grown);
+    if (!grown)
+        return -1;
+    self->peers = grown;
+    self->peers[n] = strdup(endpoint);
+    self->peers[n + 1] = NULL;
+    return self->peers[n] ? 0 : -1;
+}
+
+//  Set or clear (empty value) an optional string setting.
+static int s_set_opt(char **slot, const char *value)
+{
+    free(*slot);
+    *slot = *value ? strdup(value) : NULL;
+    return *value && !*slot ? -1 : 0;
+}
+
+//  Parse an fsync policy: always, batch or never. Returns 0 or -1.
+static int s_parse_fsync(const char *value, evr_fsync_t *out)
+{
+    if (!strcmp(value, "always"))
+        *out = EVR_FSYNC_ALWAYS;
+    else if (!strcmp(value, "batch"))
+        *out = EVR_FSYNC_BATCH;
+    else if (!strcmp(value, "never"))
+        *out = EVR_FSYNC_NEVER;
+    else
+        return -1;
+    return 0;
+}
+
+//  Whether key is one of the [cluster] keys s_cluster_key handles.
+static bool s_cluster_str_key(const char *key)
+{
+    return !strcmp(key, "node_id") || !strcmp(key, "listen") ||
+           !strcmp(key, "data_dir") || !strcmp(key, "fsync") ||
+           !strcmp(key, "peers");
+}
+
+//  A [cluster] key other than the numeric ones. Returns 0, or -1 on a bad
+//  value.
+static int s_cluster_key(evr_config_t *self, const char *key, const char *value)
+{
+    if (!strcmp(key, "node_id"))
+        return s_set_opt(&self->node_id, value);
+    if (!strcmp(key, "listen"))
+        return s_set_opt(&self->cluster, value);
+    if (!strcmp(key, "data_dir"))
+        return s_set_opt(&self->data_dir, value);
+    if (!strcmp(key, "fsync"))
+        return s_parse_fsync(value, &self->fsync);
+    char **list = s_split(value); //  peers
+    if (!list)
+        return -1;
+    s_free_list(self->peers);
+    self->peers = NULL;
+    int rc = 0;
+    for (char **p = list; *p && rc == 0; p++)
+        rc = s_add_peer(self, *p);
+    s_free_list(list);
+    return rc;
 }
 
 //  libinih callback: one key. Returns 1 to continue, 0 on error.
@@ -272,6 +356,8 @@ static int s_ini_key(void *user, const char *section, const char *key,
         rc = s_parse_bool(value, &self->tcp_reliable);
     else if (!strcmp(section, "tcp") && !strcmp(key, "event_param"))
         rc = *value ? s_set_str(&self->tcp_event_param, value) : 0;
+    else if (!strcmp(section, "cluster") && s_cluster_str_key(key))
+        rc = s_cluster_key(self, key, value);
     else if (!strcmp(section, "events") && !strcmp(key, "catalogue")) {
         char **list = s_split(value);
         if (list) {
@@ -341,6 +427,15 @@ static const char *s_usage =
     "/health\n"
     "                        e.g. 127.0.0.1:8888 or [::1]:8888 (default off)\n"
     "  -s, --subscribe EVENT=SOCKET  a permanent subscription (repeatable)\n"
+    "                        (local to this relay, never replicated)\n"
+    "      --cluster EP      join a relay cluster: where peers reach this\n"
+    "                        relay, e.g. tcp://10.0.0.1:7960 (default off)\n"
+    "      --peer EP         a peer's --cluster endpoint (repeatable; one\n"
+    "                        seed is enough, the others are learned)\n"
+    "      --node-id ID      unique name of this relay in the cluster\n"
+    "                        (default hostname:cluster-port)\n"
+    "      --data-dir DIR    keep the subscriptions on disk (snapshot +\n"
+    "                        log), with or without --cluster\n"
     "      --syslog          log to syslog instead of stderr\n"
     "  -v, --verbose         log every subscription change\n"
     "  -h, --help            this text\n"
@@ -361,6 +456,10 @@ int evr_config_args(evr_config_t *self, int argc, char **argv, char *err,
         {"verbose", no_argument, 0, 'v'},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},
+        {"node-id", required_argument, 0, 'N'},
+        {"cluster", required_argument, 0, 'K'},
+        {"peer", required_argument, 0, 'P'},
+        {"data-dir", required_argument, 0, 'D'},
         {0, 0, 0, 0}};
     const char *shortopts = "c:i:C:w:s:vhV";
     //  Pass 1: the config file, so flags override it.
@@ -411,6 +510,23 @@ int evr_config_args(evr_config_t *self, int argc, char **argv, char *err,
                 break;
             case 'v':
                 self->verbose = true;
+                break;
+            case 'N':
+            case 'K':
+            case 'D':
+                if (s_set_opt(c == 'N'   ? &self->node_id
+                              : c == 'K' ? &self->cluster
+                                         : &self->data_dir,
+                              optarg)) {
+                    snprintf(err, errlen, "out of memory");
+                    return -1;
+                }
+                break;
+            case 'P':
+                if (s_add_peer(self, optarg)) {
+                    snprintf(err, errlen, "out of memory");
+                    return -1;
+                }
                 break;
             case 'h':
                 fputs(s_usage, stdout);

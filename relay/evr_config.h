@@ -8,6 +8,7 @@
 #ifndef EVR_CONFIG_H_INCLUDED
 #define EVR_CONFIG_H_INCLUDED
 
+#include "evr_store.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -45,6 +46,17 @@ typedef struct {
     int flat_mode;
     char *http;       //  HTTP face ADDR:PORT (MI, metrics, health); NULL = off
     char **catalogue; //  NULL-terminated event names
+    //  cluster (docs/CLUSTER.md): off unless cluster or data_dir is set
+    char *node_id;       //  NULL = hostname[:cluster port]
+    char *cluster;       //  ROUTER endpoint for peers; NULL = not clustered
+    char **peers;        //  NULL-terminated cluster endpoints of peers
+    char *data_dir;      //  snapshot + log directory; NULL = no persistence
+    evr_fsync_t fsync;   //  when the log is fsynced
+    int heartbeat_ms;    //  heartbeat period
+    int max_skew_ms;     //  remote clocks further ahead are refused
+    int max_lease_s;     //  the largest expire a control subscribe may ask
+    int antientropy_s;   //  periodic digest comparison
+    int join_timeout_ms; //  alone after this long: ready anyway
     evr_static_sub_t *subs;
     size_t nsubs;
 } evr_config_t;

@@ -1,12 +1,13 @@
 /*  evr_control.c - the MI commands, one implementation for every face.
 
     Method names: evrelay's own (subscribe, list, subscribers, raise, stats,
-    health, flatstore-rotate), OpenSIPS 3.x (event_subscribe, events_list,
+    health, cluster, flatstore-rotate), OpenSIPS 3.x (event_subscribe, events_list,
     subscribers_list, raise_event, evi_flat_rotate) and 4.x (evi:subscribe,
     evi:list, evi:subscribers, evi:raise, event_flatstore:rotate).
     Results and errors follow OpenSIPS' MI shapes (docs/PROTOCOL.md).
 */
 #include "evr_control.h"
+#include "evr_cluster.h"
 #include "evr_defaults.h"
 #include "evr_sockspec.h"
 #include "evrelay.pb-c.h"
@@ -125,9 +126,16 @@ static json_t *s_subscribe(evr_relay_t *relay, json_t *params,
             return s_invalid(error, "Negative expire value");
     }
     char why[512];
-    if (evr_relay_subscribe(relay, json_string_value(event),
-                            json_string_value(socket), expire_s, why,
-                            sizeof why))
+    //  clustered or persistent: a replicated write, on disk before the
+    //  answer, published to the peers after it
+    evr_cluster_t *cluster = evr_relay_cluster(relay);
+    int rc = cluster ? evr_cluster_write(cluster, json_string_value(event),
+                                         json_string_value(socket), expire_s,
+                                         why, sizeof why)
+                     : evr_relay_subscribe(relay, json_string_value(event),
+                                           json_string_value(socket), expire_s,
+                                           why, sizeof why);
+    if (rc)
         return s_error(error, 400, "Bad parameter value", why);
     return json_string("OK");
 }
@@ -417,6 +425,19 @@ static json_t *s_health(evr_relay_t *relay, json_t *params,
                      "live", 1, "ready", ready);
 }
 
+//  cluster: members, versions and counters of the relay cluster.
+static json_t *s_cluster(evr_relay_t *relay, json_t *params,
+                         evr_mi_error_t *error)
+{
+    if (s_check_params(params, 0, NULL, error))
+        return NULL;
+    evr_cluster_t *cluster = evr_relay_cluster(relay);
+    if (!cluster)
+        return s_error(error, 400, "Cluster not enabled",
+                       "start evrelayd with --cluster or --data-dir");
+    return evr_cluster_status(cluster);
+}
+
 //  flatstore-rotate PATH
 static json_t *s_rotate(evr_relay_t *relay, json_t *params,
                         evr_mi_error_t *error)
@@ -450,6 +471,7 @@ static const struct {
     {"evi:raise", s_raise},
     {"stats", s_stats},
     {"health", s_health},
+    {"cluster", s_cluster},
     {"flatstore-rotate", s_rotate},
     {"evi_flat_rotate", s_rotate},
     {"event_flatstore:rotate", s_rotate},

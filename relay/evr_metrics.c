@@ -3,10 +3,11 @@
     Input: {"uptime_s":N,"ingest":{...},"control":{...},"table":{...},
     "targets":[{"socket":S,"transport":T,"subscriptions":N,"delivered":N,
     "failed":N,"dropped":N,"queued":N,"latency_buckets_us":{"le":[...],
-    "counts":[...],"sum":N},"children":[...]},...]}. Unknown keys of a
-    known section are exported too (with a generic help text), so a new
-    relay counter shows up without a change here; unknown sections are
-    left out until they get a type here (the cluster's, later).
+    "counts":[...],"sum":N},"children":[...]},...],"cluster":{...,
+    "peers":[{"node":S,"alive":0|1,"deltas_in":N,...},...]}}. Unknown keys
+    of a known section are exported too (with a generic help text), so a
+    new relay counter shows up without a change here; unknown sections are
+    left out until they get a type here.
 */
 #include "evr_metrics.h"
 
@@ -52,6 +53,47 @@ static const s_help_t s_table_help[] = {
     {"producers", "Producer instances with a de-duplication window."},
     {NULL, NULL}};
 
+static const s_help_t s_cluster_help[] = {
+    {"ready", "1 once the relay has joined the cluster (table in sync)."},
+    {"records", "Replicated records held (tombstones and shadows included)."},
+    {"members", "Peers known."},
+    {"members_alive", "Peers heard from within 3 heartbeats."},
+    {"deltas_out", "Local writes published to the peers."},
+    {"deltas_in", "Deltas received from the peers."},
+    {"stale", "Deltas not newer than what the relay holds."},
+    {"refused_skew", "Records refused: their clock too far ahead."},
+    {"refused_lease", "Records or subscribes refused by the lease rule."},
+    {"snapshots_served", "Snapshots streamed to peers."},
+    {"snapshots_pulled", "Snapshots merged from peers."},
+    {"gaps", "Deltas that arrived after a missed one."},
+    {"malformed", "Cluster frames or records that did not decode."},
+    {"apply_errors", "Replicated records the table could not take."},
+    {"store_log_frames", "Records in the append log now."},
+    {"store_snapshot_records", "Records in the on-disk snapshot."},
+    {"store_last_compaction_ms", "Duration of the last compaction, ms."},
+    {NULL, NULL}};
+
+//  The gauges of the cluster section (its other values are counters).
+static const char *const s_cluster_gauges[] = {"ready",
+                                               "records",
+                                               "members",
+                                               "members_alive",
+                                               "store_log_frames",
+                                               "store_snapshot_records",
+                                               "store_last_compaction_ms",
+                                               NULL};
+
+//  Whether key of a section of counters is a gauge all the same.
+static bool s_is_gauge(const char *section, const char *key)
+{
+    if (strcmp(section, "cluster"))
+        return false;
+    for (const char *const *g = s_cluster_gauges; *g; g++)
+        if (!strcmp(*g, key))
+            return true;
+    return false;
+}
+
 //  A section of the stats object and the type of its values.
 typedef struct {
     const char *section;
@@ -63,6 +105,7 @@ static const s_section_t s_sections[] = {
     {"ingest", true, s_ingest_help},
     {"control", true, s_control_help},
     {"table", false, s_table_help},
+    {"cluster", true, s_cluster_help},
 };
 
 //  A per-target value.
@@ -180,11 +223,12 @@ static void s_put_section(FILE *out, const s_section_t *section, json_t *object)
         FILE *nf = open_memstream(&name, &len);
         if (!nf)
             return;
+        bool counter = section->counter && !s_is_gauge(section->section, key);
         fputs("evrelay_", nf);
         s_put_name(nf, section->section);
         fputc('_', nf);
         s_put_name(nf, key);
-        if (section->counter)
+        if (counter)
             fputs("_total", nf);
         fclose(nf);
         const char *help = s_help_of(section->help, key);
@@ -194,7 +238,7 @@ static void s_put_section(FILE *out, const s_section_t *section, json_t *object)
                      section->section, key);
             help = generic;
         }
-        s_put_family(out, name, section->counter ? "counter" : "gauge", help);
+        s_put_family(out, name, counter ? "counter" : "gauge", help);
         fprintf(out, "%s ", name);
         s_put_number(out, value);
         fputc('\n', out);
@@ -304,6 +348,56 @@ static void s_put_target_latency(FILE *out, json_t *target, const char *parent,
     fprintf(out, " %" JSON_INTEGER_FORMAT "\n", total);
 }
 
+//  A per-peer value of the cluster; scale: multiply by it (ms -> s).
+typedef struct {
+    const char *key;
+    const char *name;
+    const char *type;
+    const char *help;
+    double scale;
+} s_peer_metric_t;
+
+static const s_peer_metric_t s_peer_metrics[] = {
+    {"alive", "evrelay_cluster_peer_alive", "gauge",
+     "1 while the peer's heartbeats arrive (alive), else 0.", 0},
+    {"deltas_in", "evrelay_cluster_peer_deltas_in_total", "counter",
+     "Deltas received from the peer.", 0},
+    {"snapshots_pulled", "evrelay_cluster_peer_snapshots_pulled_total",
+     "counter", "Snapshots merged from the peer.", 0},
+    {"gaps", "evrelay_cluster_peer_gaps_total", "counter",
+     "Deltas of the peer that arrived after a missed one.", 0},
+    {"last_heartbeat_ms", "evrelay_cluster_peer_last_heartbeat_seconds",
+     "gauge", "Seconds since the peer's last heartbeat (absent: never).",
+     0.001},
+};
+
+//  One family of per-peer samples, labelled peer="node" (a negative
+//  value means "never": no sample).
+static void s_put_peer_metric(FILE *out, json_t *peers,
+                              const s_peer_metric_t *metric)
+{
+    s_put_family(out, metric->name, metric->type, metric->help);
+    size_t i;
+    json_t *peer;
+    json_array_foreach(peers, i, peer)
+    {
+        const char *node = json_string_value(json_object_get(peer, "node"));
+        json_t *value = json_object_get(peer, metric->key);
+        if (!node || !json_is_number(value) ||
+            (metric->scale && json_number_value(value) < 0))
+            continue;
+        fputs(metric->name, out);
+        fputs("{peer=\"", out);
+        s_put_label_value(out, node);
+        fputs("\"} ", out);
+        if (metric->scale)
+            fprintf(out, "%.3f", json_number_value(value) * metric->scale);
+        else
+            s_put_number(out, value);
+        fputc('\n', out);
+    }
+}
+
 //  Render the stats JSON as Prometheus text.
 char *evr_metrics_render(const char *stats_json, size_t len, size_t *out_len)
 {
@@ -344,7 +438,11 @@ char *evr_metrics_render(const char *stats_json, size_t len, size_t *out_len)
                      "Time from the producer's raise to delivery.");
         s_each_target(out, targets, NULL, s_put_target_latency, NULL);
     }
-    //  cluster: per-peer state goes here once the stats carry it
+    json_t *peers = json_object_get(json_object_get(stats, "cluster"), "peers");
+    if (json_is_array(peers))
+        for (size_t m = 0; m < sizeof s_peer_metrics / sizeof *s_peer_metrics;
+             m++)
+            s_put_peer_metric(out, peers, &s_peer_metrics[m]);
     fclose(out);
     json_decref(stats);
     if (out_len)

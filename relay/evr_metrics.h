@@ -9,8 +9,10 @@
     and control sections, evrelay_table_<key> gauges for the table,
     evrelay_target_* per target (labels target = canonical socket,
     transport; a virtual target's children carry parent = the virtual
-    socket too) and the histogram evrelay_delivery_latency_seconds. The
-    full table is in docs/OPERATIONS.md.
+    socket too) and the histogram evrelay_delivery_latency_seconds;
+    evrelay_cluster_<key>[_total] for the cluster section (gauges for its
+    state, counters for the rest) and evrelay_cluster_peer_* per peer
+    (label peer = node id). The full table is in docs/OPERATIONS.md.
 */
 #ifndef EVR_METRICS_H_INCLUDED
 #define EVR_METRICS_H_INCLUDED

@@ -10,6 +10,7 @@
     The ack point is "accepted": queued on this relay.
 */
 #include "evr_relay.h"
+#include "evr_cluster.h"
 #include "evr_control.h"
 #include "evr_decode.h"
 #include "evr_dedup.h"
@@ -71,7 +72,8 @@ struct _evr_relay_t {
     s_arena_t arena;
     ProtobufCAllocator pballoc;
     evr_target_opts_t topts;
-    evr_param_t *params; //  max_params views for the event being decoded
+    evr_param_t *params;    //  max_params views for the event being decoded
+    evr_cluster_t *cluster; //  replication + persistence (NULL = off)
 };
 
 static volatile sig_atomic_t s_stop;
@@ -185,6 +187,44 @@ static void s_producer_destroy(void **item)
     }
 }
 
+//  --- cluster --------------------------------------------------------------
+
+//  Cluster apply hook: make the table agree with a replicated record. A
+//  static subscription of the same key stays as configured.
+static int s_cluster_apply(void *arg, const evr_record_t *rec, bool live,
+                           bool remote, char *err, size_t errlen)
+{
+    evr_relay_t *self = arg;
+    int64_t now = evr_relay_now_ms();
+    evr_sub_info_t info;
+    if (remote &&
+        evr_table_find(self->table, rec->event, rec->match_key, now, &info) ==
+            0 &&
+        info.expire_s == EVR_EXPIRE_NEVER)
+        return 0;
+    return evr_relay_subscribe_at(
+        self, rec->event, rec->socket, live ? (int64_t)rec->expire_s : 0,
+        live ? (int64_t)rec->sub_time_ms : now, err, errlen);
+}
+
+//  Start the cluster (--cluster and/or --data-dir): load the table from
+//  disk, bind, start joining.
+static int s_cluster_start(evr_relay_t *self, char *err, size_t errlen)
+{
+    if (!self->cfg->cluster && !self->cfg->data_dir)
+        return 0;
+    self->cluster = evr_cluster_new(self->ctx, self->cfg, s_cluster_apply, self,
+                                    err, errlen);
+    return self->cluster ? 0 : -1;
+}
+
+//  The cluster, or NULL when the relay is neither clustered nor
+//  persistent.
+evr_cluster_t *evr_relay_cluster(evr_relay_t *self)
+{
+    return self->cluster;
+}
+
 //  --- construction ---------------------------------------------------------
 
 //  Create a ROUTER bound to endpoint.
@@ -285,6 +325,10 @@ evr_relay_t *evr_relay_new(const evr_config_t *cfg, char *err, size_t errlen)
             return NULL;
         }
     }
+    if (s_cluster_start(self, err, errlen)) {
+        evr_relay_destroy(&self);
+        return NULL;
+    }
     return self;
 }
 
@@ -296,6 +340,7 @@ void evr_relay_destroy(evr_relay_t **self_p)
         return;
     *self_p = NULL;
     evr_http_destroy(&self->http); //  stops the HTTP thread first
+    evr_cluster_destroy(&self->cluster);
     if (self->http_core)
         zmq_close(self->http_core);
     if (self->ingest)
@@ -332,10 +377,19 @@ evr_table_t *evr_relay_table(evr_relay_t *self)
     return self->table;
 }
 
-//  Subscribe / refresh / unsubscribe.
+//  Subscribe / refresh / unsubscribe, now.
 int evr_relay_subscribe(evr_relay_t *self, const char *event,
                         const char *socket, int64_t expire_s, char *err,
                         size_t errlen)
+{
+    return evr_relay_subscribe_at(self, event, socket, expire_s,
+                                  evr_relay_now_ms(), err, errlen);
+}
+
+//  Subscribe / refresh / unsubscribe with now_ms as the subscription time.
+int evr_relay_subscribe_at(evr_relay_t *self, const char *event,
+                           const char *socket, int64_t expire_s, int64_t now_ms,
+                           char *err, size_t errlen)
 {
     if (!evr_table_valid_name(event)) {
         snprintf(err, errlen,
@@ -346,7 +400,7 @@ int evr_relay_subscribe(evr_relay_t *self, const char *event,
     evr_sockspec_t *spec = evr_sockspec_parse(socket, err, errlen);
     if (!spec)
         return -1;
-    int64_t now = evr_relay_now_ms();
+    int64_t now = now_ms;
     const char *canonical = evr_sockspec_canonical(spec);
     const char *match_key = evr_sockspec_match_key(spec);
     s_tref_t *tref = NULL;
@@ -769,26 +823,55 @@ static void s_drain_ingest(evr_relay_t *self)
     }
 }
 
+//  A control answer and its envelope, waiting to be sent.
+typedef struct {
+    zmq_msg_t env[MAX_ENVELOPE];
+    int nenv;
+    void *reply;
+    size_t len;
+} s_answer_t;
+
+#define S_GROUP 64
+
+//  Send answers, after the cluster's log is on disk up to their writes.
+static void s_answer_all(evr_relay_t *self, void *sock, s_answer_t *ans, int n)
+{
+    if (self->cluster && n)
+        evr_cluster_sync(self->cluster);
+    for (int i = 0; i < n; i++) {
+        if (ans[i].reply)
+            s_reply(sock, ans[i].env, ans[i].nenv, ans[i].reply, ans[i].len);
+        free(ans[i].reply);
+        s_close_env(ans[i].env, ans[i].nenv);
+    }
+}
+
 //  Handle everything waiting on a control socket: the control ROUTER, or
 //  the HTTP face's (the same commands, the same code path).
+//  Answers are held back (at most S_GROUP) until the cluster's log is on
+//  disk (group commit: one fsync for every write among them).
 static void s_drain_control(evr_relay_t *self, void *sock)
 {
-    zmq_msg_t env[MAX_ENVELOPE], payload;
+    s_answer_t ans[S_GROUP];
+    zmq_msg_t payload;
+    int n = 0;
     while (true) {
-        int nenv = s_recv(sock, env, &payload);
+        int nenv = s_recv(sock, ans[n].env, &payload);
         if (nenv < 0)
-            return;
-        void *reply = NULL;
-        size_t reply_len = 0;
+            break;
+        ans[n].nenv = nenv;
+        ans[n].reply = NULL;
+        ans[n].len = 0;
         evr_control_frame(self, zmq_msg_data(&payload), zmq_msg_size(&payload),
-                          self->cfg->max_control_bytes, &self->ct, &reply,
-                          &reply_len);
-        if (reply)
-            s_reply(sock, env, nenv, reply, reply_len);
-        free(reply);
+                          self->cfg->max_control_bytes, &self->ct,
+                          &ans[n].reply, &ans[n].len);
         zmq_msg_close(&payload);
-        s_close_env(env, nenv);
+        if (++n == S_GROUP) {
+            s_answer_all(self, sock, ans, n);
+            n = 0;
+        }
     }
+    s_answer_all(self, sock, ans, n);
 }
 
 //  Serve until SIGINT/SIGTERM.
@@ -805,12 +888,21 @@ int evr_relay_run(evr_relay_t *self)
               self->cfg->ingest, self->cfg->control, self->nworkers);
     int64_t next_sweep = evr_relay_now_ms() + self->cfg->sweep_ms;
     while (!s_stop) {
-        zmq_pollitem_t items[] = {{self->ingest, 0, ZMQ_POLLIN, 0},
-                                  {self->control, 0, ZMQ_POLLIN, 0},
-                                  {self->http_core, 0, ZMQ_POLLIN, 0}};
+        zmq_pollitem_t items[3 + EVR_CLUSTER_MAX_POLL] = {
+            {self->ingest, 0, ZMQ_POLLIN, 0},
+            {self->control, 0, ZMQ_POLLIN, 0},
+            {self->http_core, 0, ZMQ_POLLIN, 0}};
         int64_t now = evr_relay_now_ms();
         long timeout = next_sweep > now ? (long)(next_sweep - now) : 0;
-        int rc = zmq_poll(items, self->http_core ? 3 : 2, timeout);
+        //  the cluster's sockets follow ours, and its timers bound the wait
+        size_t nbase = self->http_core ? 3 : 2, ncluster = 0;
+        if (self->cluster) {
+            ncluster = evr_cluster_poll_items(self->cluster, items + nbase,
+                                              EVR_CLUSTER_MAX_POLL);
+            long left = evr_cluster_timeout(self->cluster);
+            timeout = left < timeout ? left : timeout;
+        }
+        int rc = zmq_poll(items, (int)(nbase + ncluster), timeout);
         if (rc < 0 && zmq_errno() != EINTR)
             break;
         if (s_hup) {
@@ -824,6 +916,9 @@ int evr_relay_run(evr_relay_t *self)
             s_drain_control(self, self->http_core);
         if (rc > 0 && (items[0].revents & ZMQ_POLLIN))
             s_drain_ingest(self);
+        if (self->cluster)
+            evr_cluster_poll_handle(self->cluster, items + nbase,
+                                    rc > 0 ? ncluster : 0);
         now = evr_relay_now_ms();
         if (now >= next_sweep) {
             self->ct.expired += evr_table_sweep(self->table, now);
@@ -834,11 +929,11 @@ int evr_relay_run(evr_relay_t *self)
     return 0;
 }
 
-//  Ready to serve: true once the relay runs. Hook for the cluster: a
-//  clustered relay is ready only once its table is in sync.
+//  Ready to serve: true once the relay runs; a clustered relay only once
+//  it has joined (its table is in sync).
 bool evr_relay_ready(evr_relay_t *self)
 {
-    return true;
+    return !self->cluster || evr_cluster_ready(self->cluster);
 }
 
 //  --- stats ----------------------------------------------------------------
@@ -934,6 +1029,8 @@ json_t *evr_relay_stats(evr_relay_t *self)
     json_object_set_new(table, "producers",
                         json_integer((json_int_t)zhashx_size(self->producers)));
     json_object_set_new(root, "table", table);
+    if (self->cluster)
+        json_object_set_new(root, "cluster", evr_cluster_stats(self->cluster));
     size_t n = zhashx_size(self->targets), i = 0;
     s_tref_t **list = calloc(n ? n : 1, sizeof *list);
     json_t *targets = json_array();

@@ -38,6 +38,17 @@ int evr_relay_subscribe(evr_relay_t *self, const char *event,
                         const char *socket, int64_t expire_s, char *err,
                         size_t errlen);
 
+//  evr_relay_subscribe with now_ms (ms since the epoch) as the
+//  subscription time (a replicated record's).
+int evr_relay_subscribe_at(evr_relay_t *self, const char *event,
+                           const char *socket, int64_t expire_s, int64_t now_ms,
+                           char *err, size_t errlen);
+
+//  The cluster (replication and persistence of the table), or NULL when
+//  the relay runs without --cluster and --data-dir.
+typedef struct _evr_cluster_t evr_cluster_t;
+evr_cluster_t *evr_relay_cluster(evr_relay_t *self);
+
 //  Queue ev for every live subscriber and hand the work to the workers.
 //  Returns the number of live subscriptions it matched; *queued (may be
 //  NULL) gets how many of them the event was queued for (fewer when it is

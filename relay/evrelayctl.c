@@ -42,7 +42,8 @@ typedef enum {
     S_KIND_OTHER,
     S_KIND_LIST,
     S_KIND_SUBSCRIBERS,
-    S_KIND_STATS
+    S_KIND_STATS,
+    S_KIND_CLUSTER
 } s_kind_t;
 
 //  Builds params_json from the command arguments: sets *params to a new
@@ -94,6 +95,12 @@ static const s_command_t s_commands[] = {
      .help = "show the relay's counters",
      .build = s_build_none,
      .kind = S_KIND_STATS},
+    {.names = {"cluster"},
+     .args = "",
+     .help = "show the relay cluster: members, their state, sequences and "
+             "versions, counters",
+     .build = s_build_none,
+     .kind = S_KIND_CLUSTER},
     {.names = {"flatstore-rotate", "evi_flat_rotate", "event_flatstore:rotate"},
      .args = "PATH",
      .help = "reopen the flatstore file PATH",
@@ -863,6 +870,76 @@ static void s_print_section(json_t *object, const char *prefix, int width,
     }
 }
 
+//  The columns of the members table of `cluster`: key, header.
+static const char *const s_member_columns[][2] = {
+    {"node", "NODE"},
+    {"endpoint", "ENDPOINT"},
+    {"state", "STATE"},
+    {"ready", "READY"},
+    {"instance", "INSTANCE"},
+    {"seq", "SEQ"},
+    {"applied_seq", "APPLIED"},
+    {"hlc", "HLC"},
+    {"records", "RECORDS"},
+    {"digest", "DIGEST"},
+    {"last_heartbeat_ms", "HEARTBEAT_MS"},
+    {"last_sync_ms", "SYNC_MS"},
+    {"deltas_in", "DELTAS_IN"},
+    {"snapshots_pulled", "SNAPSHOTS"},
+    {"gaps", "GAPS"},
+};
+
+#define S_MEMBER_COLUMNS (sizeof s_member_columns / sizeof *s_member_columns)
+
+//  Prints a `cluster` answer: this relay's values as "key  value" lines
+//  (store counters as store.KEY), then the members as a table. Returns 0,
+//  or -1 when it is not an object.
+static int s_print_cluster(json_t *result)
+{
+    if (!json_is_object(result)) {
+        return -1;
+    }
+    json_t *copy = json_deep_copy(result);
+    json_t *members = json_object_get(result, "members");
+    json_object_del(copy, "members");
+    int width = (int)s_label_width(copy, 0);
+    s_print_section(copy, "", width, false);
+    json_decref(copy);
+    if (!json_is_array(members) || json_array_size(members) == 0) {
+        printf("\nno members\n");
+        return 0;
+    }
+    s_table_t *table = s_table_new(S_MEMBER_COLUMNS);
+    const char *head[S_MEMBER_COLUMNS];
+    for (size_t c = 0; c < S_MEMBER_COLUMNS; c++) {
+        head[c] = s_member_columns[c][1];
+    }
+    int rc = table ? s_table_add_text(table, head) : -1;
+    size_t i;
+    json_t *member;
+    json_array_foreach(members, i, member)
+    {
+        char *row[S_MEMBER_COLUMNS];
+        for (size_t c = 0; c < S_MEMBER_COLUMNS; c++) {
+            row[c] =
+                s_json_text(json_object_get(member, s_member_columns[c][0]));
+        }
+        if (rc == 0) {
+            rc = s_table_add(table, row);
+        } else {
+            for (size_t c = 0; c < S_MEMBER_COLUMNS; c++) {
+                free(row[c]);
+            }
+        }
+    }
+    if (rc == 0) {
+        printf("\nmembers:\n");
+        s_table_print(table, stdout);
+    }
+    s_table_destroy(&table);
+    return rc;
+}
+
 //  Prints a JSON value indented, the fallback for unknown shapes.
 static void s_print_pretty(json_t *result)
 {
@@ -898,6 +975,8 @@ static void s_print_result(const char *result_json, s_kind_t kind)
         rc = s_print_list(events);
     } else if (json_is_object(json_object_get(result, "Event"))) {
         rc = s_print_subscribers(result);
+    } else if (kind == S_KIND_CLUSTER) {
+        rc = s_print_cluster(result);
     } else if (kind == S_KIND_STATS && json_is_object(result)) {
         int width = (int)s_label_width(result, 0);
         s_print_section(result, "", width, false);

@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config python3 python3-zmq openssl
   libzmq3-dev libczmq-dev libsodium-dev
-  libprotobuf-c-dev protobuf-c-compiler
+  libprotobuf-c-dev protobuf-c-compiler zlib1g-dev
   librabbitmq-dev libcmocka-dev
   libjansson-dev libinih-dev libcurl4-openssl-dev libmicrohttpd-dev
   python3-prometheus-client prometheus

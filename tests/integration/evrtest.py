@@ -372,8 +372,11 @@ class Relay:
         return cmd + self.args
 
     def start(self, timeout=10.0):
+        """Start (or start again, after stop() or kill(): same ports, the
+        log appended to)."""
         require_binaries()
-        self._log = open(self.log_path, "wb")
+        self.returncode = None
+        self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
                                      stdout=self._log,
                                      stderr=subprocess.STDOUT)

@@ -44,7 +44,13 @@ static const char *s_stats =
     "\"ingest\":{\"received\":5,\"duplicates\":1,\"new_counter\":7},"
     "\"control\":{\"requests\":3,\"expired\":2},"
     "\"table\":{\"subscriptions\":4,\"events\":24},"
-    "\"cluster\":{\"peers\":3},"
+    "\"cluster\":{\"ready\":1,\"records\":9,\"deltas_in\":6,"
+    "\"store_log_frames\":4,\"peers\":[{\"node\":\"relay-b:7960\","
+    "\"alive\":1,\"deltas_in\":5,\"snapshots_pulled\":2,\"gaps\":1,"
+    "\"last_heartbeat_ms\":250},{\"node\":\"c\\\"q\",\"alive\":0,"
+    "\"deltas_in\":1,\"snapshots_pulled\":0,\"gaps\":0,"
+    "\"last_heartbeat_ms\":-1}]},"
+    "\"unknown_section\":{\"peers\":3},"
     "\"targets\":[{\"socket\":\"udp:127.0.0.1:9000\",\"transport\":\"udp\","
     "\"subscriptions\":2,\"delivered\":10,\"failed\":1,\"dropped\":0,"
     "\"queued\":3,\"latency_p50_us\":100,\"latency_p99_us\":250,"
@@ -87,7 +93,33 @@ static void test_relay_counters(void **state)
               "evrelay_table_subscriptions 4\n");
     HAS(text, "evrelay_table_events 24\n");
     //  no type known for it yet
-    HASNT(text, "peers");
+    HASNT(text, "unknown_section");
+    free(text);
+}
+
+static void test_cluster(void **state)
+{
+    char *text = s_render(s_stats);
+    //  gauges and counters of one section
+    HAS(text, "# TYPE evrelay_cluster_ready gauge\nevrelay_cluster_ready 1\n");
+    HAS(text, "# TYPE evrelay_cluster_records gauge\n"
+              "evrelay_cluster_records 9\n");
+    HAS(text, "# TYPE evrelay_cluster_deltas_in_total counter\n"
+              "evrelay_cluster_deltas_in_total 6\n");
+    HAS(text, "# TYPE evrelay_cluster_store_log_frames gauge\n");
+    HASNT(text, "evrelay_cluster_peers");
+    //  per peer, labelled by node id (escaped); "never" has no sample
+    HAS(text, "# TYPE evrelay_cluster_peer_alive gauge\n"
+              "evrelay_cluster_peer_alive{peer=\"relay-b:7960\"} 1\n"
+              "evrelay_cluster_peer_alive{peer=\"c\\\"q\"} 0\n");
+    HAS(text, "evrelay_cluster_peer_deltas_in_total{peer=\"relay-b:7960\"} "
+              "5\n");
+    HAS(text, "evrelay_cluster_peer_snapshots_pulled_total{peer=\"relay-b:"
+              "7960\"} 2\n");
+    HAS(text, "evrelay_cluster_peer_gaps_total{peer=\"relay-b:7960\"} 1\n");
+    HAS(text, "evrelay_cluster_peer_last_heartbeat_seconds{peer=\"relay-b:"
+              "7960\"} 0.250\n");
+    HASNT(text, "evrelay_cluster_peer_last_heartbeat_seconds{peer=\"c");
     free(text);
 }
 
@@ -251,6 +283,7 @@ int main(void)
         cmocka_unit_test(test_not_an_object),
         cmocka_unit_test(test_empty_object),
         cmocka_unit_test(test_relay_counters),
+        cmocka_unit_test(test_cluster),
         cmocka_unit_test(test_target_values),
         cmocka_unit_test(test_histogram),
         cmocka_unit_test(test_histogram_bounds),
