@@ -31,6 +31,25 @@ extern "C" {
 typedef struct _evr_client_t evr_client_t;
 typedef struct _evr_event_t evr_event_t;
 
+//  When a relay acknowledges an event (see docs/PROTOCOL.md).
+typedef enum {
+    EVR_ACK_ACCEPTED = 0, //  queued on a relay (default)
+    EVR_ACK_DELIVERED,    //  the subscribers' transports confirmed it
+    EVR_ACK_NONE //  fire-and-forget: sent once, never tracked or resent
+} evr_ack_point_t;
+
+//  The final outcome of one raised event, for evr_raise_cb.
+typedef enum {
+    EVR_DONE_ACKED = 0, //  acknowledged at the ack point
+    EVR_DONE_FAILED,    //  DELIVERED: no subscriber's transport took it
+    EVR_DONE_REJECTED,  //  refused by the client or a relay (size, name)
+    EVR_DONE_DROPPED    //  dropped: queue overflow, or the client stopped
+} evr_done_t;
+
+//  Called once per event raised with evr_raise_cb, from the client's
+//  background thread: keep it short and never call the client from it.
+typedef void(evr_done_fn)(void *arg, evr_done_t outcome);
+
 //  Client options; zero-initialise, then set what you need. A zero field
 //  takes its default (include/evr_defaults.h).
 typedef struct {
