@@ -53,11 +53,12 @@ typedef void(evr_done_fn)(void *arg, evr_done_t outcome);
 //  Client options; zero-initialise, then set what you need. A zero field
 //  takes its default (include/evr_defaults.h).
 typedef struct {
-    size_t queue_events;  //  caller-side queue bound (events)
-    size_t window_events; //  sent but unacked bound (events)
-    size_t batch_events;  //  events per publish message
-    int linger_ms;        //  wait for a fuller batch at most this long
-    int resend_ms;        //  first resend timeout; doubles per retry
+    size_t queue_events;       //  caller-side queue bound (events)
+    size_t window_events;      //  sent but unacked bound (events)
+    size_t batch_events;       //  events per publish message
+    int linger_ms;             //  wait for a fuller batch at most this long
+    int resend_ms;             //  first resend timeout; doubles per retry
+    evr_ack_point_t ack_point; //  EVR_ACK_ACCEPTED unless set
 } evr_client_opts_t;
 
 //  Counters of one client. Everything the client dropped is here.
@@ -105,6 +106,11 @@ int evr_event_add_strn(evr_event_t *self, const char *name, const char *value,
 //  is counted in `dropped`), -1 when the client is stopping or the event is
 //  invalid (the event is freed either way).
 int evr_raise(evr_client_t *self, evr_event_t **event_p);
+
+//  Raise like evr_raise, and call fn(arg, outcome) exactly once when the
+//  event's fate is known (also when this returns -1). Never blocks.
+int evr_raise_cb(evr_client_t *self, evr_event_t **event_p, evr_done_fn *fn,
+                 void *arg);
 
 //  Wait until every raised event is acknowledged, at most timeout_ms.
 //  Returns 0 when all are acked, -1 on timeout.
