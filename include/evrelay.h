@@ -48,6 +48,23 @@ typedef enum {
 
 //  Called once per event raised with evr_raise_cb, from the client's
 //  background thread: keep it short and never call the client from it.
+//  Exceptions: when evr_raise_cb returns -1, fn has already been called,
+//  in the caller's thread (REJECTED for an invalid event or NULL client,
+//  DROPPED when the client is stopping). Every callback of a raised event
+//  runs before the event stops counting as queued or in flight, so when
+//  evr_client_flush returns 0 every callback has run, and when
+//  evr_client_destroy returns every callback has run (DROPPED for what was
+//  left). Per ack point:
+//    ACCEPTED   ACKED when a relay queued it; REJECTED when a relay
+//               refused it (size, name); DROPPED on queue overflow or
+//               destroy.
+//    DELIVERED  as ACCEPTED, but ACKED only once every subscriber's
+//               transport reached a final outcome with at least one
+//               success (or the event had no subscriber); FAILED when it
+//               had subscribers and none took it.
+//    NONE       ACKED as soon as the batch was handed to ZeroMQ (no relay
+//               confirms anything); DROPPED when no relay could take it
+//               at that moment, on queue overflow or destroy.
 typedef void(evr_done_fn)(void *arg, evr_done_t outcome);
 
 //  Client options; zero-initialise, then set what you need. A zero field
@@ -61,6 +78,14 @@ typedef struct {
     evr_ack_point_t ack_point; //  EVR_ACK_ACCEPTED unless set
 } evr_client_opts_t;
 
+//  NOTE (issue 5): `failed` was added at the END of evr_client_stats_t:
+//  events a relay reported FAILED with the DELIVERED ack point (no
+//  subscriber's transport took them). They are finished, not acked, and
+//  never resent. Invariant with ACCEPTED and DELIVERED: raised = acked +
+//  failed + rejected (by a relay) + dropped + queued + in_flight. With
+//  NONE an event is finished once sent: raised = sent + dropped + rejected
+//  + queued + in_flight, and acked stays 0 (callbacks still say ACKED).
+
 //  Counters of one client. Everything the client dropped is here.
 typedef struct {
     uint64_t raised;    //  evr_raise() calls accepted into the queue
@@ -71,6 +96,7 @@ typedef struct {
     uint64_t rejected;  //  events a relay refused (too large, malformed)
     uint64_t queued;    //  events waiting in the queue now
     uint64_t in_flight; //  events sent and not yet acked now
+    uint64_t failed;    //  DELIVERED: events no subscriber took (see above)
 } evr_client_stats_t;
 
 //  Connect to one or more relays: endpoints is a comma-separated list of
@@ -108,7 +134,8 @@ int evr_event_add_strn(evr_event_t *self, const char *name, const char *value,
 int evr_raise(evr_client_t *self, evr_event_t **event_p);
 
 //  Raise like evr_raise, and call fn(arg, outcome) exactly once when the
-//  event's fate is known (also when this returns -1). Never blocks.
+//  event's fate is known (also when this returns -1; see evr_done_fn for
+//  which thread calls it). fn may be NULL. Never blocks.
 int evr_raise_cb(evr_client_t *self, evr_event_t **event_p, evr_done_fn *fn,
                  void *arg);
 
