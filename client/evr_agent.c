@@ -1518,7 +1518,16 @@ int main(int argc, char *argv[])
         switch (opt) {
             case O_UDP:
             case O_UNIX:
-            case O_TCP:
+            case O_TCP: {
+                char host[256], port[8];
+                if (opt != O_UNIX && s_split_addr(optarg, host, sizeof(host),
+                                                  port, sizeof(port))) {
+                    fprintf(stderr,
+                            "evrelay-agent: bad address '%s' (want "
+                            "ADDR:PORT or [ADDR6]:PORT)\n",
+                            optarg);
+                    goto done;
+                }
                 if (s_add_input(&settings,
                                 opt == O_UDP    ? S_UDP
                                 : opt == O_UNIX ? S_UNIX
@@ -1528,6 +1537,7 @@ int main(int argc, char *argv[])
                     goto done;
                 }
                 break;
+            }
             case 'r':
                 settings.relay = optarg;
                 break;
