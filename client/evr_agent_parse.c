@@ -51,6 +51,7 @@ typedef struct {
     size_t len;
     size_t pos;
     evr_agent_rc_t semantic; //  first non-syntax problem, or EVR_AGENT_OK
+    size_t max_params;       //  params kept (event_param's entry included)
     size_t nparams;          //  params seen (counted past max_params too)
     bool first_is_string;    //  the first param was a JSON string
 } s_scan_t;
@@ -610,7 +611,7 @@ static int s_params(s_scan_t *scan)
     while (true) {
         evr_param_t scratch, *param = &scratch;
         memset(&scratch, 0, sizeof(scratch));
-        if (scan->nparams < parser->max_params) {
+        if (scan->nparams < scan->max_params) {
             size_t count = scan->nparams;
             param = s_param_push(parser, &count);
             if (!param)
@@ -684,10 +685,12 @@ evr_agent_rc_t evr_agent_parse_jsonrpc(evr_agent_parser_t *self,
     memset(msg, 0, sizeof(*msg));
     if (s_begin(self, len))
         return EVR_AGENT_TOO_LARGE;
+    //  event_param's entry is not one of the event's params: room for it
     s_scan_t scan = {.parser = self,
                      .data = (const unsigned char *)data,
                      .len = len,
-                     .semantic = EVR_AGENT_OK};
+                     .semantic = EVR_AGENT_OK,
+                     .max_params = self->max_params + (self->event_param != 0)};
     bool seen_jsonrpc = false, seen_method = false, seen_params = false;
     bool duplicate = false, bad_version = false, bad_params = false;
     const char *method = NULL;
@@ -789,13 +792,15 @@ evr_agent_rc_t evr_agent_parse_jsonrpc(evr_agent_parser_t *self,
     if (scan.semantic == EVR_AGENT_BAD_ID)
         return EVR_AGENT_BAD_ID;
     size_t nparams =
-        scan.nparams < self->max_params ? scan.nparams : self->max_params;
+        scan.nparams < scan.max_params ? scan.nparams : scan.max_params;
     msg->event.name = method;
     msg->event.name_len = method_len;
     if (self->event_param && scan.semantic == EVR_AGENT_OK)
         s_apply_event_param(&scan, msg, &nparams);
     if (scan.semantic != EVR_AGENT_OK)
         return scan.semantic;
+    if (nparams > self->max_params)
+        return EVR_AGENT_BAD_PARAMS;
     if (!s_name_valid(msg->event.name, msg->event.name_len))
         return EVR_AGENT_BAD_NAME;
     msg->event.params = nparams ? self->params : NULL;

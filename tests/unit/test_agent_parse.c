@@ -424,6 +424,24 @@ static void test_event_param(void **state)
         EVR_AGENT_OK);
     assert_string_equal(msg.event.name, "E_M");
     assert_int_equal(msg.event.nparams, 1);
+    //  event_param's entry does not count toward max_params
+    evr_agent_parse_opts_t two = {.event_param = "event", .max_params = 2};
+    evr_agent_parser_t *bounded = evr_agent_parser_new(&two);
+    assert_non_null(bounded);
+    assert_int_equal(
+        evr_agent_parse_jsonrpc(bounded,
+                                LIT("{\"jsonrpc\":\"2.0\",\"method\":\"m\","
+                                    "\"params\":[\"E_Y\",1,2]}"),
+                                &msg),
+        EVR_AGENT_OK);
+    assert_int_equal(msg.event.nparams, 2);
+    assert_int_equal(
+        evr_agent_parse_jsonrpc(bounded,
+                                LIT("{\"jsonrpc\":\"2.0\",\"method\":\"m\","
+                                    "\"params\":{\"a\":1,\"b\":2,\"c\":3}}"),
+                                &msg),
+        EVR_AGENT_BAD_PARAMS); //  no event_param entry
+    evr_agent_parser_destroy(&bounded);
     //  the entry is there but not a valid name
     assert_int_equal(
         evr_agent_parse_jsonrpc(parser,
