@@ -11,10 +11,13 @@
 #define EVR_WORKER_H_INCLUDED
 
 #include "evr_target.h"
+#include "evr_track.h"
 
 typedef struct {
     evr_target_t *target; //  one reference, handed to the worker
     evr_msg_t *msg;       //  one reference, handed to the worker
+    evr_track_t *track;   //  DELIVERED: one hold, handed over; else NULL
+    uint32_t event;       //  the event's index in the tracker's batch
 } evr_job_t;
 
 typedef struct _evr_worker_t evr_worker_t;
