@@ -3,7 +3,7 @@
     evr-blast [-e ENDPOINTS] [-n COUNT] [-p PAD_BYTES] [-r RATE] [-t MS]
               [-E EVENT] [-a accepted|delivered|none] [-c CLIENTS]
               [-T THREADS] [-I PRODUCER] [-q QUEUE] [-w WINDOW]
-              [-R RESEND_MS] [-o] [-L]
+              [-R RESEND_MS] [-o] [-L] [-X EVERY]
 
     Raises COUNT events (default 100000) named EVENT (default E_BLAST), each
     with the named params seq (int, 1..COUNT) and pad (a string of PAD_BYTES
@@ -32,6 +32,10 @@
                   events whose callback never ran: must be 0)
       -L          print {"phase":"raised",...} with the counters once
                   every event is raised, before waiting for the acks
+      -X EVERY    every EVERY-th seq gets a pad of 20000 bytes 0x01: small
+                  enough for the client (protobuf), too large for the
+                  relay once JSON-escaped (\u0001, 6 bytes each), so the
+                  relay rejects it (Ack.rejected)
 
     Exit status: 0 when everything was acknowledged (or, with NONE, sent),
     1 when the flush timed out or a raise failed, 2 on a usage error. Used
@@ -61,9 +65,14 @@ typedef struct {
     long long producer; //  -1 = no p param
     int clients, threads;
     bool outcomes, phase;
+    long long poison; //  every poison-th seq is refused by the relay; 0 = none
     evr_client_opts_t opts;
     char *padding;
+    char *poisoned; //  S_POISON_BYTES of 0x01, with -X
 } s_args_t;
+
+//  -X: a pad that JSON-escapes to 6 times its size (over 65000 bytes).
+#define S_POISON_BYTES 20000
 
 //  Outcome counters of the callbacks (atomics), one set per process.
 static uint64_t s_outcome[4];
@@ -121,7 +130,10 @@ static int s_raise_one(s_client_t *c, long long seq)
     if (a->producer >= 0)
         rc |= evr_event_add_int(event, "p", a->producer + c->index);
     rc |= evr_event_add_int(event, "seq", seq);
-    rc |= evr_event_add_str(event, "pad", a->padding);
+    if (a->poison && seq % a->poison == 0)
+        rc |= evr_event_add_strn(event, "pad", a->poisoned, S_POISON_BYTES);
+    else
+        rc |= evr_event_add_str(event, "pad", a->padding);
     if (rc) {
         evr_event_destroy(&event);
         if (a->outcomes)
@@ -233,7 +245,8 @@ static void s_parse(int argc, char **argv, s_args_t *a)
                     .clients = 1,
                     .threads = 1};
     int opt;
-    while ((opt = getopt(argc, argv, "e:n:p:r:t:E:a:c:T:I:q:w:R:oLh")) != -1) {
+    while ((opt = getopt(argc, argv, "e:n:p:r:t:E:a:c:T:I:q:w:R:oLX:h")) !=
+           -1) {
         switch (opt) {
             case 'e':
                 a->endpoints = optarg;
@@ -280,13 +293,16 @@ static void s_parse(int argc, char **argv, s_args_t *a)
             case 'L':
                 a->phase = true;
                 break;
+            case 'X':
+                a->poison = s_number(optarg, "poison interval");
+                break;
             default:
                 fprintf(stderr, "usage: evr-blast [-e ENDPOINTS] [-n COUNT] "
                                 "[-p PAD_BYTES] [-r RATE] [-t MS] [-E EVENT]\n"
                                 "                 [-a accepted|delivered|none] "
                                 "[-c CLIENTS] [-T THREADS] [-I PRODUCER]\n"
                                 "                 [-q QUEUE] [-w WINDOW] "
-                                "[-R RESEND_MS] [-o] [-L]\n");
+                                "[-R RESEND_MS] [-o] [-L] [-X EVERY]\n");
                 exit(2);
         }
     }
@@ -309,6 +325,10 @@ int main(int argc, char **argv)
         return 1;
     memset(a.padding, 'x', (size_t)a.pad);
     a.padding[a.pad] = 0;
+    a.poisoned = malloc(S_POISON_BYTES);
+    if (!a.poisoned)
+        return 1;
+    memset(a.poisoned, 1, S_POISON_BYTES);
 
     s_client_t clients[S_MAX_CLIENTS];
     pthread_t threads[S_MAX_CLIENTS];
@@ -370,5 +390,6 @@ int main(int argc, char **argv)
     printf("}\n");
     fflush(stdout);
     free(a.padding);
+    free(a.poisoned);
     return flushed && failed == 0 ? 0 : 1;
 }
