@@ -27,9 +27,12 @@
     default; the Publish carries no ack_point field, byte for byte as
     before) and DELIVERED work as above; with DELIVERED the relay answers a
     batch only once its deliveries are final, and lists the events no
-    subscriber took in Ack.failed. NONE is fire-and-forget: a batch is
-    sent once, never kept, and dropped (counted) when no relay can take
-    it at that moment.
+    subscriber took in Ack.failed. NONE is fire-and-forget: there is no
+    window; a batch is taken off the ring only while the DEALER can take
+    it (a relay is connected and under its high-water mark), sent once and
+    never kept; one that fails to go out anyway is dropped and counted.
+    While no relay can take anything, events wait in the ring (the oldest
+    dropped when it is full).
 
     Outcomes (evr_raise_cb): every event raised with a callback carries it
     through the ring into its batch; the thread calls it exactly once with
@@ -941,6 +944,24 @@ static long s_timeout_ms(int64_t now, int64_t deadline)
 }
 
 //  --------------------------------------------------------------------------
+//  Thread: whether a new batch may be taken off the ring now. Always with
+//  a window (it bounds what is sent); with NONE only while the DEALER can
+//  take a message (a relay is connected and below its high-water mark):
+//  meanwhile events wait in the bounded ring, where the oldest is dropped
+//  when it is full, as in every mode.
+
+static bool s_can_send(evr_client_t *self)
+{
+    if (self->ack_point != EVR_ACK_NONE)
+        return true;
+    int events = 0;
+    size_t len = sizeof(events);
+    if (zmq_getsockopt(self->dealer, ZMQ_EVENTS, &events, &len) == -1)
+        return true; //  then the send fails and the batch is dropped
+    return (events & ZMQ_POLLOUT) != 0;
+}
+
+//  --------------------------------------------------------------------------
 //  Thread: fire DROPPED for the callbacks evr_raise kept for events it
 //  dropped from a full ring.
 
@@ -1025,11 +1046,15 @@ static void *s_thread(void *arg)
         int64_t now = s_mono_us();
         int64_t linger_at = INT64_MAX;
         size_t n;
-        while ((n = s_take(self, now, &linger_at)) > 0)
+        bool blocked = false;
+        while (!(blocked = !s_can_send(self)) &&
+               (n = s_take(self, now, &linger_at)) > 0)
             s_publish(self, n, now);
         if (now >= self->resend_at)
             s_resend_due(self, now);
 
+        //  NONE waiting for a relay to take more: wake when one can
+        items[0].events = ZMQ_POLLIN | (blocked ? ZMQ_POLLOUT : 0);
         int64_t deadline =
             linger_at < self->resend_at ? linger_at : self->resend_at;
         if (zmq_poll(items, 2, s_timeout_ms(now, deadline)) == -1) {

@@ -63,8 +63,9 @@ typedef enum {
 //               success (or the event had no subscriber); FAILED when it
 //               had subscribers and none took it.
 //    NONE       ACKED as soon as the batch was handed to ZeroMQ (no relay
-//               confirms anything); DROPPED when no relay could take it
-//               at that moment, on queue overflow or destroy.
+//               confirms anything); DROPPED on queue overflow (events
+//               wait in the queue while no relay is connected), on a
+//               failed send, or on destroy.
 typedef void(evr_done_fn)(void *arg, evr_done_t outcome);
 
 //  Client options; zero-initialise, then set what you need. A zero field

@@ -11,7 +11,8 @@ real UDP, unix, tcp and flatstore subscribers.
   and names refused events in Ack.rejected_offsets;
 - back-pressure: a producer whose relay is down loses nothing within its
   window and queue, and reports exactly what it dropped beyond them
-  (client counters and DROPPED callbacks);
+  (client counters and DROPPED callbacks); fire-and-forget events wait
+  in the queue while no relay is connected;
 - event ids: evid: subscribers get "evrelay_id" as their first param
   (JSON-RPC object and array, flatstore), plain ones the same bytes as
   ever.
@@ -172,19 +173,39 @@ class AckPoints(evrtest.RelayTestCase):
         self.assertEqual(r.stats()["ingest"]["unacked"],
                          r.stats()["ingest"]["batches"])
 
-    def test_none_without_relay_drops_and_counts(self):
-        """Nothing to send to: every batch is dropped at once, counted,
-        and reported DROPPED; nothing is kept or resent."""
-        port = evrtest.free_port()
-        out = blast("-e", "tcp://127.0.0.1:%d" % port, "-n", 3000,
-                    "-a", "none", "-o", "-t", 5000)
+    def test_none_waits_in_the_queue_for_a_relay(self):
+        """No relay yet: fire-and-forget events wait in the client's
+        bounded queue (the oldest dropped and counted when it is full),
+        and go out once a relay is there; nothing is kept or resent after
+        that."""
+        sink = self.unix_sink()
+        r = evrtest.Relay(args=["--subscribe", "E_BLAST=" + sink.spec])
+        self.addCleanup(r.cleanup)
+        p = subprocess.Popen([BLAST, "-e", r.ingest, "-n", "3000", "-q",
+                              "1000", "-a", "none", "-o", "-L", "-t",
+                              "60000"], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            phase = json.loads(p.stdout.readline())
+            self.assertEqual((phase["queued"], phase["dropped"],
+                              phase["sent"]), (1000, 2000, 0), phase)
+            r.start()
+            out_text, err = p.communicate(timeout=60)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        out = json.loads(out_text.decode().strip().splitlines()[-1])
+        self.assertEqual(p.returncode, 0, (out, err))
         self.assertEqual(self.counts(out),
-                         dict(raised=3000, sent=0, acked=0, failed=0,
-                              rejected=0, dropped=3000, queued=0,
+                         dict(raised=3000, sent=1000, acked=0, failed=0,
+                              rejected=0, dropped=2000, queued=0,
                               in_flight=0))
-        self.assertTrue(out["flushed"])
-        self.assertEqual(out["outcomes"], dict(acked=0, failed=0, rejected=0,
-                                               dropped=3000, missing=0))
+        self.assertEqual(out["outcomes"], dict(acked=1000, failed=0,
+                                               rejected=0, dropped=2000,
+                                               missing=0))
+        self.assertEqual(sorted(seq_of(x) for x in sink.wait(1000)),
+                         list(range(2001, 3001)))
 
     # ---- DELIVERED -----------------------------------------------------
 
