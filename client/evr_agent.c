@@ -1,7 +1,8 @@
 /*  evr_agent.c - evrelay-agent, the sidecar of an unmodified OpenSIPS.
 
     evrelay-agent [--udp ADDR:PORT]... [--unix PATH]... [--tcp ADDR:PORT]...
-                  [--relay ENDPOINTS] [--ack accepted|delivered] ...
+                  [--kamailio ADDR:PORT]... [--relay ENDPOINTS]
+                  [--ack accepted|delivered] ...
 
     OpenSIPS subscribes the agent's sockets to its events like any other
     subscriber (event_datagram udp:/unix:, event_stream tcp:). The agent
@@ -17,6 +18,9 @@
       outcome: a "result" once a relay acked it at the ack point, an "error"
       when it failed, was refused or was dropped. OpenSIPS's event_virtual
       FAILOVER then moves to the next agent on an error or a timeout.
+    - Kamailio evapi (an outgoing TCP connection, reconnected with
+      back-off): each evapi_relay() message, a netstring, is taken like a
+      datagram. evapi has no replies.
 
     One thread runs everything with epoll: the listening and datagram
     sockets, the connections, a signalfd, and an eventfd through which
@@ -113,7 +117,10 @@
 //  (implementation-defined server error range).
 #define S_ERR_NOT_DELIVERED -32000
 
-typedef enum { S_UDP, S_UNIX, S_TCP } s_kind_t;
+typedef enum { S_UDP, S_UNIX, S_TCP, S_KAMAILIO } s_kind_t;
+
+//  The state of a Kamailio evapi connection.
+typedef enum { S_KAM_IDLE, S_KAM_CONNECTING, S_KAM_CONNECTED } s_kam_state_t;
 
 //  What an epoll entry points at.
 typedef enum { S_H_INPUT, S_H_CONN, S_H_SIGNAL, S_H_OUTCOMES } s_htype_t;
@@ -143,6 +150,17 @@ typedef struct {
     uint64_t replies_error;
     uint64_t replies_dropped; //  the connection was gone
     size_t open;
+    //  Kamailio evapi only: an outgoing connection, reconnected with back-off
+    s_kam_state_t kam_state;
+    struct sockaddr_storage peer;
+    socklen_t peer_len;
+    int64_t retry_at; //  next connect attempt (monotonic ms), 0 = none
+    int backoff_ms;
+    bool kam_failing; //  the current failure was logged
+    char *in;         //  bytes read, not yet a whole netstring
+    size_t in_len, in_cap;
+    uint64_t connects;
+    uint64_t disconnects;
 } s_input_t;
 
 //  One event_stream connection.
@@ -835,6 +853,27 @@ static void s_outcomes(s_agent_t *self)
 //  Datagrams
 
 //  --------------------------------------------------------------------------
+//  Parse one datagram (or evapi message) and raise its event.
+
+static void s_raise_payload(s_agent_t *self, s_input_t *input, const char *data,
+                            size_t len)
+{
+    input->received++;
+    evr_agent_msg_t msg;
+    evr_agent_rc_t rc =
+        evr_agent_parse_datagram(self->dgram_parser, data, len, &msg);
+    if (rc != EVR_AGENT_OK) {
+        s_malformed(self, input, rc, data, len);
+        return;
+    }
+    evr_event_t *event = s_event_from(&msg);
+    if (event && evr_raise(self->client, &event) == 0)
+        input->raised++;
+    else
+        input->rejected++;
+}
+
+//  --------------------------------------------------------------------------
 //  Read and raise the datagrams waiting on a UDP or unix socket (at most
 //  S_DGRAM_BURST per wakeup).
 
@@ -847,25 +886,175 @@ static void s_datagrams(s_agent_t *self, s_input_t *input)
                 s_log('W', "%s: recv: %s", input->name, strerror(errno));
             return;
         }
-        input->received++;
         if (n > S_MAX_DATAGRAM) {
+            input->received++;
             s_malformed(self, input, EVR_AGENT_TOO_LARGE, self->dgram,
                         S_MAX_DATAGRAM);
             continue;
         }
-        evr_agent_msg_t msg;
-        evr_agent_rc_t rc = evr_agent_parse_datagram(
-            self->dgram_parser, self->dgram, (size_t)n, &msg);
-        if (rc != EVR_AGENT_OK) {
-            s_malformed(self, input, rc, self->dgram, (size_t)n);
-            continue;
-        }
-        evr_event_t *event = s_event_from(&msg);
-        if (event && evr_raise(self->client, &event) == 0)
-            input->raised++;
-        else
-            input->rejected++;
+        s_raise_payload(self, input, self->dgram, (size_t)n);
     }
+}
+
+//  ==========================================================================
+//  Kamailio evapi: an outgoing connection to Kamailio's evapi module, which
+//  writes each evapi_relay() message as a netstring. A message is taken
+//  like a datagram (JSON-RPC, or legacy text).
+
+//  --------------------------------------------------------------------------
+//  Close the evapi connection (if any) and schedule the next attempt after
+//  the current back-off, which then doubles up to
+//  EVR_DEFAULT_RECONNECT_MAX_MS. Logs once per outage.
+
+static void s_kam_retry(s_agent_t *self, s_input_t *input, const char *why)
+{
+    if (input->fd >= 0) {
+        epoll_ctl(self->epfd, EPOLL_CTL_DEL, input->fd, NULL);
+        close(input->fd);
+        input->fd = -1;
+    }
+    if (input->kam_state == S_KAM_CONNECTED) {
+        input->disconnects++;
+        s_log('W', "%s: connection lost (%s), reconnecting", input->name, why);
+        input->kam_failing = true;
+    } else if (!input->kam_failing) {
+        s_log('W', "%s: cannot connect (%s), retrying", input->name, why);
+        input->kam_failing = true;
+    }
+    input->kam_state = S_KAM_IDLE;
+    input->in_len = 0;
+    input->retry_at = s_now_ms() + input->backoff_ms;
+    input->backoff_ms = input->backoff_ms * 2 > EVR_DEFAULT_RECONNECT_MAX_MS
+                            ? EVR_DEFAULT_RECONNECT_MAX_MS
+                            : input->backoff_ms * 2;
+}
+
+//  --------------------------------------------------------------------------
+//  Start a non-blocking connect to Kamailio's evapi; its end is reported
+//  as EPOLLOUT.
+
+static void s_kam_connect(s_agent_t *self, s_input_t *input)
+{
+    input->retry_at = 0;
+    int fd = socket(input->peer.ss_family,
+                    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        s_kam_retry(self, input, strerror(errno));
+        return;
+    }
+    input->fd = fd;
+    input->kam_state = S_KAM_CONNECTING;
+    if (connect(fd, (struct sockaddr *)&input->peer, input->peer_len) < 0 &&
+        errno != EINPROGRESS) {
+        s_kam_retry(self, input, strerror(errno));
+        return;
+    }
+    struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = input};
+    if (epoll_ctl(self->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+        s_kam_retry(self, input, strerror(errno));
+}
+
+//  --------------------------------------------------------------------------
+//  Read what the evapi connection has and raise each netstring's payload.
+//  A broken frame cannot be resynchronised: reconnect.
+
+static void s_kam_read(s_agent_t *self, s_input_t *input)
+{
+    const size_t max_buffer = S_MAX_STREAM_BYTES + 32; //  LEN: and ','
+    if (input->in_len == input->in_cap) {
+        size_t cap = input->in_cap ? input->in_cap * 2 : S_STREAM_CHUNK;
+        if (cap > max_buffer)
+            cap = max_buffer;
+        char *grown = cap > input->in_cap ? realloc(input->in, cap) : NULL;
+        if (!grown) {
+            s_kam_retry(self, input, "out of memory");
+            return;
+        }
+        input->in = grown;
+        input->in_cap = cap;
+    }
+    ssize_t n = recv(input->fd, input->in + input->in_len,
+                     input->in_cap - input->in_len, 0);
+    if (n < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            s_kam_retry(self, input, strerror(errno));
+        return;
+    }
+    if (n == 0) {
+        s_kam_retry(self, input, "closed by kamailio");
+        return;
+    }
+    input->in_len += (size_t)n;
+    size_t done = 0;
+    while (true) {
+        size_t start = 0, end = 0;
+        evr_agent_rc_t rc =
+            evr_agent_netstring_next(input->in + done, input->in_len - done,
+                                     S_MAX_STREAM_BYTES, &start, &end);
+        if (rc == EVR_AGENT_INCOMPLETE)
+            break;
+        if (rc != EVR_AGENT_OK) {
+            input->received++;
+            s_malformed(self, input, rc, input->in + done,
+                        input->in_len - done);
+            s_kam_retry(self, input, "not a netstring stream");
+            return;
+        }
+        s_raise_payload(self, input, input->in + done + start, end - start);
+        done += end + 1;
+    }
+    memmove(input->in, input->in + done, input->in_len - done);
+    input->in_len -= done;
+}
+
+//  --------------------------------------------------------------------------
+//  Handle epoll events on the evapi connection: the end of a connect, or
+//  messages to read.
+
+static void s_kam_event(s_agent_t *self, s_input_t *input)
+{
+    if (input->kam_state != S_KAM_CONNECTING) {
+        s_kam_read(self, input);
+        return;
+    }
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (getsockopt(input->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        err = errno;
+    if (err) {
+        s_kam_retry(self, input, strerror(err));
+        return;
+    }
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = input};
+    if (epoll_ctl(self->epfd, EPOLL_CTL_MOD, input->fd, &ev) < 0) {
+        s_kam_retry(self, input, strerror(errno));
+        return;
+    }
+    input->kam_state = S_KAM_CONNECTED;
+    input->connects++;
+    input->backoff_ms = EVR_DEFAULT_RECONNECT_MIN_MS;
+    input->kam_failing = false;
+    s_log('I', "%s: connected", input->name);
+}
+
+//  --------------------------------------------------------------------------
+//  Start the evapi connects that are due. Returns the ms until the next
+//  one, or -1 when none is pending.
+
+static int s_kam_timers(s_agent_t *self)
+{
+    int64_t next = -1;
+    int64_t now = s_now_ms();
+    for (size_t i = 0; i < self->ninputs; i++) {
+        s_input_t *input = self->inputs[i];
+        if (input->kind != S_KAMAILIO || !input->retry_at)
+            continue;
+        if (input->retry_at <= now)
+            s_kam_connect(self, input);
+        if (input->retry_at && (next < 0 || input->retry_at - now < next))
+            next = input->retry_at > now ? input->retry_at - now : 0;
+    }
+    return (int)next;
 }
 
 //  ==========================================================================
@@ -919,8 +1108,13 @@ static void s_print_stats(s_agent_t *self,
         error += input->replies_error;
         dropped += input->replies_dropped;
     }
-    FILE *out = stderr;
-    flockfile(out);
+    //  built in memory, then written with one write(): a reader of the
+    //  log never sees half a line
+    char *line = NULL;
+    size_t line_len = 0;
+    FILE *out = open_memstream(&line, &line_len);
+    if (!out)
+        return;
     fprintf(out,
             "{\"uptime_s\":%" PRId64 ",\"received\":%" PRIu64
             ",\"raised\":%" PRIu64 ",\"rejected\":%" PRIu64 ",\"malformed\":",
@@ -949,6 +1143,12 @@ static void s_print_stats(s_agent_t *self,
                     input->requests, input->replies_ok, input->replies_error,
                     input->replies_dropped, input->accepted, input->refused,
                     input->closed, input->open);
+        else if (input->kind == S_KAMAILIO)
+            fprintf(out,
+                    ",\"connections\":{\"connects\":%" PRIu64
+                    ",\"disconnects\":%" PRIu64 ",\"connected\":%s}",
+                    input->connects, input->disconnects,
+                    input->kam_state == S_KAM_CONNECTED ? "true" : "false");
         fputc('}', out);
     }
     fprintf(out,
@@ -958,8 +1158,18 @@ static void s_print_stats(s_agent_t *self,
             ",\"queued\":%" PRIu64 ",\"in_flight\":%" PRIu64 "}}\n",
             cs.raised, cs.sent, cs.acked, cs.resent, cs.dropped, cs.rejected,
             cs.failed, cs.queued, cs.in_flight);
-    fflush(out);
-    funlockfile(out);
+    if (fclose(out) == 0) {
+        size_t done = 0;
+        while (done < line_len) {
+            ssize_t n = write(STDERR_FILENO, line + done, line_len - done);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                break;
+            done += (size_t)n;
+        }
+    }
+    free(line);
 }
 
 //  ==========================================================================
@@ -1134,6 +1344,41 @@ static int s_open_unix(s_input_t *input, int mode)
 }
 
 //  --------------------------------------------------------------------------
+//  Resolve a Kamailio evapi address; the first connect is started by the
+//  loop (s_kam_timers), and Kamailio need not be up yet. Returns 0, or -1
+//  (logged).
+
+static int s_open_kamailio(s_input_t *input)
+{
+    char host[256], port[8];
+    if (s_split_addr(input->addr, host, sizeof(host), port, sizeof(port))) {
+        s_log('E', "bad address '%s' (want ADDR:PORT or [ADDR6]:PORT)",
+              input->addr);
+        return -1;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_flags = AI_NUMERICSERV,
+                             .ai_socktype = SOCK_STREAM};
+    struct addrinfo *res = NULL;
+    int gai = getaddrinfo(host, port, &hints, &res);
+    if (gai) {
+        s_log('E', "cannot resolve '%s': %s", input->addr, gai_strerror(gai));
+        return -1;
+    }
+    memcpy(&input->peer, res->ai_addr, res->ai_addrlen);
+    input->peer_len = res->ai_addrlen;
+    freeaddrinfo(res);
+    input->backoff_ms = EVR_DEFAULT_RECONNECT_MIN_MS;
+    input->retry_at = s_now_ms();
+    size_t name_size = strlen(input->addr) + 10;
+    input->name = malloc(name_size);
+    if (!input->name)
+        return -1;
+    snprintf(input->name, name_size, "kamailio:%s", input->addr);
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
 //  Add an input (not opened yet). Returns 0 or -1.
 
 static int s_add_input(s_agent_t *self, s_kind_t kind, const char *addr)
@@ -1164,6 +1409,8 @@ static int s_add_input(s_agent_t *self, s_kind_t kind, const char *addr)
 
 static void s_close_input(s_agent_t *self, s_input_t *input)
 {
+    input->retry_at = 0; //  no evapi reconnect
+    input->kam_state = S_KAM_IDLE;
     if (input->fd < 0)
         return;
     epoll_ctl(self->epfd, EPOLL_CTL_DEL, input->fd, NULL);
@@ -1194,6 +1441,7 @@ static void s_agent_destroy(s_agent_t **self_p)
         s_close_input(self, self->inputs[i]);
         free(self->inputs[i]->addr);
         free(self->inputs[i]->name);
+        free(self->inputs[i]->in);
         free(self->inputs[i]);
     }
     free(self->inputs);
@@ -1271,6 +1519,11 @@ static s_agent_t *s_agent_new(s_agent_t *settings)
 
     for (size_t i = 0; i < self->ninputs; i++) {
         s_input_t *input = self->inputs[i];
+        if (input->kind == S_KAMAILIO) {
+            if (s_open_kamailio(input))
+                goto failed;
+            continue; //  connected by the loop
+        }
         int rc = input->kind == S_UNIX ? s_open_unix(input, self->unix_mode)
                                        : s_open_inet(input);
         if (rc)
@@ -1337,6 +1590,8 @@ static void s_poll_once(s_agent_t *self, int timeout_ms)
                     break;
                 if (input->kind == S_TCP)
                     s_accept(self, input);
+                else if (input->kind == S_KAMAILIO)
+                    s_kam_event(self, input);
                 else
                     s_datagrams(self, input);
                 break;
@@ -1413,7 +1668,7 @@ static void s_agent_run(s_agent_t *self)
     int64_t next_stats =
         self->stats_interval_ms ? s_now_ms() + self->stats_interval_ms : 0;
     while (!self->stopping) {
-        int timeout = -1;
+        int timeout = s_kam_timers(self);
         if (next_stats) {
             int64_t left = next_stats - s_now_ms();
             if (left <= 0) {
@@ -1421,7 +1676,8 @@ static void s_agent_run(s_agent_t *self)
                 next_stats += self->stats_interval_ms;
                 continue;
             }
-            timeout = (int)left;
+            if (timeout < 0 || left < timeout)
+                timeout = (int)left;
         }
         s_poll_once(self, timeout);
     }
@@ -1447,6 +1703,8 @@ static void s_usage(FILE *stream)
         "  --unix PATH            the same on a unix datagram socket\n"
         "  --tcp ADDR:PORT        event_stream JSON-RPC (reliable_mode "
         "replies after the ack)\n"
+        "  --kamailio ADDR:PORT   connect to Kamailio's evapi: netstrings "
+        "of JSON-RPC or legacy text\n"
         "options:\n"
         "  -r, --relay ENDPOINTS  relay ingest endpoints, comma-separated "
         "(default %s)\n"
@@ -1492,7 +1750,8 @@ int main(int argc, char *argv[])
         O_LEGACY_STRINGS,
         O_UNIX_MODE,
         O_STATS,
-        O_FLUSH
+        O_FLUSH,
+        O_KAMAILIO
     };
     static const struct option long_options[] = {
         {"udp", required_argument, NULL, O_UDP},
@@ -1505,6 +1764,7 @@ int main(int argc, char *argv[])
         {"unix-mode", required_argument, NULL, O_UNIX_MODE},
         {"stats-interval", required_argument, NULL, O_STATS},
         {"flush-timeout", required_argument, NULL, O_FLUSH},
+        {"kamailio", required_argument, NULL, O_KAMAILIO},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
@@ -1518,7 +1778,8 @@ int main(int argc, char *argv[])
         switch (opt) {
             case O_UDP:
             case O_UNIX:
-            case O_TCP: {
+            case O_TCP:
+            case O_KAMAILIO: {
                 char host[256], port[8];
                 if (opt != O_UNIX && s_split_addr(optarg, host, sizeof(host),
                                                   port, sizeof(port))) {
@@ -1531,7 +1792,8 @@ int main(int argc, char *argv[])
                 if (s_add_input(&settings,
                                 opt == O_UDP    ? S_UDP
                                 : opt == O_UNIX ? S_UNIX
-                                                : S_TCP,
+                                : opt == O_TCP  ? S_TCP
+                                                : S_KAMAILIO,
                                 optarg)) {
                     fprintf(stderr, "evrelay-agent: out of memory\n");
                     goto done;

@@ -117,6 +117,8 @@ const char *evr_agent_rc_name(evr_agent_rc_t rc)
             return "bad_id";
         case EVR_AGENT_BAD_LEGACY:
             return "bad_legacy";
+        case EVR_AGENT_BAD_FRAME:
+            return "bad_frame";
         case EVR_AGENT_TOO_LARGE:
             return "too_large";
         default:
@@ -1041,4 +1043,39 @@ evr_agent_rc_t evr_agent_framer_next(evr_agent_framer_t *framer,
     framer->scanned = len;
     *skip = start;
     return EVR_AGENT_INCOMPLETE;
+}
+
+//  ==========================================================================
+//  Netstrings (Kamailio evapi)
+
+//  --------------------------------------------------------------------------
+//  Find the first netstring "LEN:DATA," of data[0..len). See the header
+//  for the results.
+
+evr_agent_rc_t evr_agent_netstring_next(const char *data, size_t len,
+                                        size_t max, size_t *start, size_t *end)
+{
+    assert(data || len == 0);
+    assert(start && end);
+    size_t i = 0, value = 0;
+    while (i < len && data[i] >= '0' && data[i] <= '9') {
+        if (i > 0 && data[0] == '0')
+            return EVR_AGENT_BAD_FRAME; //  a leading zero
+        value = value * 10 + (size_t)(data[i] - '0');
+        if (value > max)
+            return EVR_AGENT_TOO_LARGE;
+        i++;
+    }
+    if (i == len)
+        return i > 20 ? EVR_AGENT_BAD_FRAME : EVR_AGENT_INCOMPLETE;
+    if (i == 0 || data[i] != ':')
+        return EVR_AGENT_BAD_FRAME;
+    i++;
+    if (len - i < value + 1)
+        return EVR_AGENT_INCOMPLETE;
+    if (data[i + value] != ',')
+        return EVR_AGENT_BAD_FRAME;
+    *start = i;
+    *end = i + value;
+    return EVR_AGENT_OK;
 }

@@ -53,6 +53,7 @@ typedef enum {
     EVR_AGENT_BAD_PARAMS,  //  a param name holds a NUL, or too many params
     EVR_AGENT_BAD_ID,      //  "id" is not an integer or a string
     EVR_AGENT_BAD_LEGACY,  //  legacy text not shaped as OpenSIPS writes it
+    EVR_AGENT_BAD_FRAME,   //  a netstring (Kamailio evapi) not LEN:DATA,
     EVR_AGENT_TOO_LARGE,   //  over a size bound (datagram, stream object)
     EVR_AGENT_RC_COUNT
 } evr_agent_rc_t;
@@ -143,5 +144,19 @@ void evr_agent_framer_reset(evr_agent_framer_t *framer);
 evr_agent_rc_t evr_agent_framer_next(evr_agent_framer_t *framer,
                                      const char *data, size_t len, size_t *skip,
                                      size_t *end);
+
+//  --------------------------------------------------------------------------
+//  Netstring framing, as Kamailio's evapi module writes its messages with
+//  netstring_format=1 (the default): "LEN:DATA," where LEN is the decimal
+//  length of DATA (no sign, no leading zeros).
+
+//  Look for the first netstring of data[0..len). Returns
+//  - EVR_AGENT_OK: the payload is data[*start .. *end), and the netstring
+//    takes *end + 1 bytes (the ',');
+//  - EVR_AGENT_INCOMPLETE: more bytes needed;
+//  - EVR_AGENT_TOO_LARGE: LEN is over max;
+//  - EVR_AGENT_BAD_FRAME: not a netstring (the stream cannot go on).
+evr_agent_rc_t evr_agent_netstring_next(const char *data, size_t len,
+                                        size_t max, size_t *start, size_t *end);
 
 #endif

@@ -6,7 +6,9 @@
       1: a JSON-RPC object with event_param "event" and max_params 4;
       2: a datagram with legacy_strings;
       3: a stream: framed all at once and byte by byte, which must find
-         the same objects; each is parsed.
+         the same objects; each is parsed;
+      4: Kamailio evapi netstrings: split all at once and byte by byte,
+         which must find the same payloads; each is parsed as a datagram.
     Any input must parse or fail with a known reason. An accepted event must
     be well formed (valid name, NUL-terminated names and values, params
     within the bound), and must survive a round trip: encoded by the
@@ -233,12 +235,64 @@ static void s_stream(const char *data, size_t len)
     }
 }
 
+//  Split netstrings: with step 0 all at once, else step bytes at a time.
+//  Writes the payloads' (start, end) offsets to spans[] and returns how
+//  many, or -1 when the stream broke.
+static int s_netstrings(const char *data, size_t len, size_t step,
+                        size_t (*spans)[2], int max_spans)
+{
+    size_t base = 0, avail = step ? 0 : len;
+    int count = 0;
+    while (true) {
+        size_t start = 0, end = 0;
+        evr_agent_rc_t rc = evr_agent_netstring_next(data + base, avail - base,
+                                                     4096, &start, &end);
+        if (rc == EVR_AGENT_OK) {
+            if (end < start || base + end >= avail)
+                s_fail("netstring payload out of the buffer");
+            if (count < max_spans) {
+                spans[count][0] = base + start;
+                spans[count][1] = base + end;
+            }
+            count++;
+            base += end + 1;
+            continue;
+        }
+        if (rc == EVR_AGENT_BAD_FRAME || rc == EVR_AGENT_TOO_LARGE)
+            return -1;
+        if (rc != EVR_AGENT_INCOMPLETE)
+            s_fail("netstring returned another reason");
+        if (avail == len)
+            return count;
+        avail = avail + step < len ? avail + step : len;
+    }
+}
+
+//  Mode 4: netstrings two ways, then parse each payload.
+static void s_evapi(const char *data, size_t len)
+{
+    size_t a_spans[64][2], b_spans[64][2];
+    int a = s_netstrings(data, len, 0, a_spans, 64);
+    int b = s_netstrings(data, len, 1, b_spans, 64);
+    //  a broken frame may show up later when the bytes come one by one
+    //  (a length that only turns out too large or unterminated), but what
+    //  was found before it must agree
+    int n = a < b ? a : b;
+    if (n < 0)
+        n = 0;
+    for (int i = 0; i < n && i < 64; i++)
+        if (a_spans[i][0] != b_spans[i][0] || a_spans[i][1] != b_spans[i][1])
+            s_fail("netstring boundaries depend on how the bytes arrive");
+    for (int i = 0; i < a && i < 64; i++)
+        s_parse(data + a_spans[i][0], a_spans[i][1] - a_spans[i][0], 0);
+}
+
 //  One input: the first byte picks the mode.
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size == 0)
         return 0;
-    int mode = data[0] % 4;
+    int mode = data[0] % 5;
     //  a private copy, so reads past the end are caught
     char *copy = malloc(size - 1 ? size - 1 : 1);
     if (!copy)
@@ -246,6 +300,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(copy, data + 1, size - 1);
     if (mode == 3)
         s_stream(copy, size - 1);
+    else if (mode == 4)
+        s_evapi(copy, size - 1);
     else
         s_parse(copy, size - 1, mode);
     free(copy);

@@ -75,8 +75,9 @@ class Agent:
         return data[self._log_start:].decode("utf-8", "replace")
 
     def stats_lines(self):
-        return [json.loads(line) for line in self.log().splitlines()
-                if line.startswith("{")]
+        """The JSON counter lines logged so far (complete lines only)."""
+        lines = self.log().split("\n")[:-1]
+        return [json.loads(line) for line in lines if line.startswith("{")]
 
     def stats(self, timeout=5.0):
         """SIGUSR1, then the JSON line it printed."""

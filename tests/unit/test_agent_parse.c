@@ -758,6 +758,53 @@ static void test_framer(void **state)
 }
 
 //  --------------------------------------------------------------------------
+//  Netstrings as Kamailio's evapi writes them.
+
+static void test_netstring(void **state)
+{
+    (void)state;
+    size_t start = 99, end = 99;
+    const char two[] = "5:hello,0:,11:{\"a\":\"b,c\"},";
+    assert_int_equal(evr_agent_netstring_next(LIT(two), 100, &start, &end),
+                     EVR_AGENT_OK);
+    assert_int_equal(start, 2);
+    assert_int_equal(end, 7);
+    assert_int_equal(
+        evr_agent_netstring_next(two + 8, sizeof(two) - 9, 100, &start, &end),
+        EVR_AGENT_OK);
+    assert_int_equal(start, 2);
+    assert_int_equal(end, 2); //  empty payload
+    assert_int_equal(
+        evr_agent_netstring_next(two + 11, sizeof(two) - 12, 100, &start, &end),
+        EVR_AGENT_OK);
+    assert_memory_equal(two + 11 + start, "{\"a\":\"b,c\"}", end - start);
+    //  every cut of a netstring is incomplete
+    for (size_t cut = 0; cut < 8; cut++)
+        assert_int_equal(evr_agent_netstring_next(two, cut, 100, &start, &end),
+                         EVR_AGENT_INCOMPLETE);
+    //  over the bound: refused from the length alone
+    assert_int_equal(evr_agent_netstring_next(LIT("1000"), 999, &start, &end),
+                     EVR_AGENT_TOO_LARGE);
+    assert_int_equal(evr_agent_netstring_next(LIT("99999999999999999999999"),
+                                              SIZE_MAX, &start, &end),
+                     EVR_AGENT_BAD_FRAME);
+    //  not netstrings
+    assert_int_equal(evr_agent_netstring_next(LIT(":x,"), 100, &start, &end),
+                     EVR_AGENT_BAD_FRAME);
+    assert_int_equal(
+        evr_agent_netstring_next(LIT("05:hello,"), 100, &start, &end),
+        EVR_AGENT_BAD_FRAME);
+    assert_int_equal(
+        evr_agent_netstring_next(LIT("5:hello;"), 100, &start, &end),
+        EVR_AGENT_BAD_FRAME);
+    assert_int_equal(
+        evr_agent_netstring_next(LIT("{\"a\":1}"), 100, &start, &end),
+        EVR_AGENT_BAD_FRAME);
+    assert_int_equal(evr_agent_netstring_next(LIT("-1:"), 100, &start, &end),
+                     EVR_AGENT_BAD_FRAME);
+}
+
+//  --------------------------------------------------------------------------
 //  Reason names for counters.
 
 static void test_rc_names(void **state)
@@ -771,6 +818,7 @@ static void test_rc_names(void **state)
     assert_string_equal(evr_agent_rc_name(EVR_AGENT_BAD_PARAMS), "bad_params");
     assert_string_equal(evr_agent_rc_name(EVR_AGENT_BAD_ID), "bad_id");
     assert_string_equal(evr_agent_rc_name(EVR_AGENT_BAD_LEGACY), "bad_legacy");
+    assert_string_equal(evr_agent_rc_name(EVR_AGENT_BAD_FRAME), "bad_frame");
     assert_string_equal(evr_agent_rc_name(EVR_AGENT_TOO_LARGE), "too_large");
     assert_string_equal(evr_agent_rc_name(EVR_AGENT_RC_COUNT), "unknown");
 }
@@ -788,6 +836,7 @@ int main(void)
         cmocka_unit_test(test_legacy_round_trip),
         cmocka_unit_test(test_reuse),
         cmocka_unit_test(test_framer),
+        cmocka_unit_test(test_netstring),
         cmocka_unit_test(test_rc_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
