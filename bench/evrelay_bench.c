@@ -4,6 +4,7 @@
     evrelay-bench [-v] [-n N] [--runs R] [--port-base P]
                   [--scenario udp|parallel|zmq|rabbitmq|acks|all]
                   [--ack accepted|delivered|none]
+                  [--acks-on udp|parallel|zmq|rabbitmq]
                   [--amqp-port P] [--relay PATH] [--ctl PATH]
 
     Starts its own evrelayd (ingest on tcp://127.0.0.1:P, control on P+1)
@@ -35,11 +36,12 @@
               starts a private rabbitmq-server on loopback (own node name,
               ports, epmd and temporary directory, all stopped and removed
               at the end), or uses the one at --amqp-port.
-    acks      one UDP sink; udp:127.0.0.1:A; no raw half: per run, three
-              relay halves with the NONE (fire-and-forget: the baseline),
-              ACCEPTED and DELIVERED ack points, in a rotating order, and
-              the ratios ACCEPTED/NONE and DELIVERED/NONE (the cost of
-              at-least-once, measured in the same run; target >= 0.9).
+    acks      the sinks and socket of --acks-on (default udp); no raw
+              half: per run, three relay halves with the NONE
+              (fire-and-forget: the baseline), ACCEPTED and DELIVERED ack
+              points, in a rotating order, and the ratios ACCEPTED/NONE
+              and DELIVERED/NONE (the cost of at-least-once, measured in
+              the same run; target >= 0.9).
 
     Every sink counts what it actually got and tracks lost and duplicate
     seqs in a bitmap; UDP sinks have a 4 MiB receive buffer. A half ends
@@ -197,6 +199,7 @@ struct s_bench_t {
     const char *ctl;
     const char *scenario; //  a scenario's name, or "all"
     evr_ack_point_t ack;  //  the client's ack point in relay halves
+    const char *acks_on;  //  acks: the scenario whose transport it uses
     size_t n;
     int runs;
     int port_base;
@@ -1641,14 +1644,10 @@ static const s_scenario_t s_scenarios[] = {
      .close = s_rmq_close,
      .raw = s_rmq_raw},
     {.name = "acks",
-     .about = "udp:127.0.0.1:A to one UDP sink, the relay half with each "
-              "client ack point: none (fire-and-forget), accepted, delivered",
+     .about = "the relay half of --acks-on (default udp) with each client "
+              "ack point: none (fire-and-forget), accepted, delivered",
      .raw_name = "none: the NONE relay half is the baseline of the others",
-     .sinks = 1,
-     .target = 0.9,
-     .open = s_udp_open,
-     .recv = s_udp_recv,
-     .close = s_udp_close},
+     .target = 0.9},
 };
 
 #define S_SCENARIOS (sizeof(s_scenarios) / sizeof(s_scenarios[0]))
@@ -2080,9 +2079,31 @@ static void s_acks_summary(const s_scenario_t *scenario,
 //  run to run, so none of them always goes first), then the summary.
 //  Returns 0 when it completed, -1 on failure.
 
-static int s_acks_run(s_bench_t *bench, const s_scenario_t *scenario)
+static int s_acks_run(s_bench_t *bench, const s_scenario_t *acks)
 {
+    //  the sinks, socket and broker of the --acks-on scenario
+    const s_scenario_t *base = NULL;
+    for (size_t i = 0; i < S_SCENARIOS; i++)
+        if (s_scenarios[i].raw && !strcmp(s_scenarios[i].name, bench->acks_on))
+            base = &s_scenarios[i];
+    if (!base) {
+        printf("RESULT scenario=%s failed=1\n", acks->name);
+        return -1;
+    }
+    s_scenario_t local = *base;
+    local.name = acks->name;
+    local.target = acks->target;
+    const s_scenario_t *scenario = &local;
+    printf("   transport: %s (%s)\n", base->name, base->about);
     fflush(stdout);
+    int ready = scenario->setup ? scenario->setup(bench) : 0;
+    if (ready != 0) {
+        printf("RESULT scenario=%s %s=1\n", scenario->name,
+               ready > 0 ? "skipped" : "failed");
+        if (scenario->teardown)
+            scenario->teardown(bench);
+        return ready > 0 ? 0 : -1;
+    }
     s_acks_result_t *results =
         calloc((size_t)bench->runs, sizeof(s_acks_result_t));
     static const evr_ack_point_t order[] = {EVR_ACK_NONE, EVR_ACK_ACCEPTED,
@@ -2110,6 +2131,8 @@ static int s_acks_run(s_bench_t *bench, const s_scenario_t *scenario)
     else
         printf("RESULT scenario=%s failed=1\n", scenario->name);
     free(results);
+    if (scenario->teardown)
+        scenario->teardown(bench);
     return rc;
 }
 
@@ -2209,7 +2232,8 @@ static void s_usage(FILE *stream)
         "usage: evrelay-bench [-v] [-n N] [--runs R] [--port-base P]\n"
         "                     [--scenario udp|parallel|zmq|rabbitmq|acks|all]"
         "\n"
-        "                     [--ack accepted|delivered|none]\n"
+        "                     [--ack accepted|delivered|none] "
+        "[--acks-on S]\n"
         "                     [--amqp-port P] [--relay PATH] [--ctl PATH]"
         "\n"
         "  -n N           events per run (default 200000)\n"
@@ -2221,6 +2245,9 @@ static void s_usage(FILE *stream)
         "  --ack A        the client's ack point in the relay halves: "
         "accepted\n"
         "                 (default), delivered or none (acks: all three)\n"
+        "  --acks-on S    acks: the transport of scenario S (udp, parallel, "
+        "zmq,\n"
+        "                 rabbitmq; default udp)\n"
         "  --amqp-port P  rabbitmq: use the broker on 127.0.0.1:P "
         "(guest/guest)\n"
         "                 instead of starting a private rabbitmq-server\n"
@@ -2232,8 +2259,11 @@ static void s_usage(FILE *stream)
 
 int main(int argc, char *argv[])
 {
-    s_bench_t bench = {
-        .n = 200000, .runs = 5, .port_base = 17950, .scenario = "udp"};
+    s_bench_t bench = {.n = 200000,
+                       .runs = 5,
+                       .port_base = 17950,
+                       .scenario = "udp",
+                       .acks_on = "udp"};
     char *relay_path = s_sibling(argv[0], "evrelayd");
     char *ctl_path = s_sibling(argv[0], "evrelayctl");
     bench.relay = relay_path;
@@ -2246,6 +2276,7 @@ int main(int argc, char *argv[])
         {"scenario", required_argument, 0, 'S'},
         {"amqp-port", required_argument, 0, 'A'},
         {"ack", required_argument, 0, 'a'},
+        {"acks-on", required_argument, 0, 'O'},
         {"verbose", no_argument, 0, 'v'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
@@ -2275,6 +2306,9 @@ int main(int argc, char *argv[])
                 bench.amqp_given = atoi(optarg);
                 usage_error |= bench.amqp_given < 1 || bench.amqp_given > 65535;
                 break;
+            case 'O':
+                bench.acks_on = optarg;
+                break;
             case 'a':
                 if (!strcmp(optarg, "accepted"))
                     bench.ack = EVR_ACK_ACCEPTED;
@@ -2300,7 +2334,8 @@ int main(int argc, char *argv[])
     }
     if (usage_error || bench.n < 1 || bench.runs < 1 || bench.port_base < 1 ||
         bench.port_base > 65534 || optind != argc ||
-        !s_scenario_valid(bench.scenario)) {
+        !s_scenario_valid(bench.scenario) || !s_scenario_valid(bench.acks_on) ||
+        !strcmp(bench.acks_on, "acks") || !strcmp(bench.acks_on, "all")) {
         s_usage(stderr);
         free(relay_path);
         free(ctl_path);
