@@ -1050,8 +1050,13 @@ static void *s_thread(void *arg)
         while (!(blocked = !s_can_send(self)) &&
                (n = s_take(self, now, &linger_at)) > 0)
             s_publish(self, n, now);
-        if (now >= self->resend_at)
-            s_resend_due(self, now);
+        if (now >= self->resend_at) {
+            //  Acks that came while this thread was held up (descheduled,
+            //  a busy host) finish their batches first: no needless resend
+            s_recv_acks(self);
+            if (now >= self->resend_at)
+                s_resend_due(self, now);
+        }
 
         //  NONE waiting for a relay to take more: wake when one can
         items[0].events = ZMQ_POLLIN | (blocked ? ZMQ_POLLOUT : 0);

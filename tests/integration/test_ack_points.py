@@ -111,7 +111,8 @@ class AckPoints(evrtest.RelayTestCase):
         self.assertEqual(out["outcomes"], dict(acked=5000, failed=0,
                                                rejected=0, dropped=0,
                                                missing=0))
-        self.assertEqual(sorted(seq_of(x) for x in sink.wait(5000)),
+        self.assertEqual(sorted(seq_of(x) for x in sink.wait(5000,
+                                                             timeout=60)),
                          list(range(1, 5001)))
 
     def test_rejected_offsets_and_callbacks(self):
@@ -168,7 +169,8 @@ class AckPoints(evrtest.RelayTestCase):
                               rejected=0, dropped=0, queued=0, in_flight=0))
         self.assertEqual(out["resent"], 0)
         self.assertEqual(out["outcomes"]["acked"], 20000)
-        self.assertEqual(sorted(seq_of(x) for x in sink.wait(20000)),
+        self.assertEqual(sorted(seq_of(x) for x in sink.wait(20000,
+                                                             timeout=60)),
                          list(range(1, 20001)))
         self.assertEqual(r.stats()["ingest"]["unacked"],
                          r.stats()["ingest"]["batches"])
@@ -222,7 +224,7 @@ class AckPoints(evrtest.RelayTestCase):
                               rejected=0, dropped=0, queued=0, in_flight=0))
         self.assertEqual(out["outcomes"]["acked"], 20000)
         #  every event had reached the sink's socket before its ack
-        self.assertEqual(len(sink.wait(20000, timeout=5)), 20000)
+        self.assertEqual(len(sink.wait(20000, timeout=60)), 20000)
         st = r.stats()
         self.assertEqual(st["ingest"]["delivered_acks"],
                          st["ingest"]["delivered_batches"])
@@ -278,7 +280,7 @@ class AckPoints(evrtest.RelayTestCase):
                 if live:
                     self.assertEqual((out["acked"], out["failed"]), (3000, 0),
                                      out)
-                    got = sink.wait(3000)
+                    got = sink.wait(3000, timeout=60)
                     self.assertEqual(sorted(seq_of(x) for x in got),
                                      list(range(1, 3001)))
                 else:
