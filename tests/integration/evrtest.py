@@ -7,14 +7,16 @@ from $EVR_BUILD_DIR (default: <repo>/build).
 What is here:
   free_ports(n)        distinct free TCP (or UDP) ports on 127.0.0.1
   Relay                one evrelayd process: start, wait until it answers,
-                       control commands through evrelayctl, stop by PID
+                       control commands through evrelayctl, stop by PID,
+                       kill (SIGKILL) and restart on the same ports
   UdpSink, UnixSink    datagram listeners with a 4 MiB receive buffer,
                        drained by a background thread
   wait_until,
   wait_file            polling helpers (no fixed sleeps)
   ZmtpDealer, pb_*     a minimal ZMTP 3.0 DEALER and protobuf codec, to
                        send exact (or deliberately broken) frames to the
-                       relay's control and ingest sockets
+                       relay's control and ingest sockets (publish() with
+                       an ack point, ack() with failed/rejected_offsets)
 
 Python 3 standard library only.
 """
