@@ -94,6 +94,11 @@
 //  NONE: the DEALER's high-water mark holds at least this many batches.
 #define S_NONE_HWM_MIN 64
 
+//  NONE: at destroy, batches ZeroMQ still holds for a connected relay
+//  (already counted sent) get this long to leave; with an ack point the
+//  window has them and nothing lingers.
+#define S_NONE_LINGER_MS 1000
+
 //  Params held inside the event before a separate array is needed.
 #define S_INLINE_PARAMS 8
 
@@ -1103,7 +1108,8 @@ static int s_connect(evr_client_t *self, const char *endpoints)
     if (self->ack_point == EVR_ACK_NONE)
         hwm = (int)(self->window_max / self->batch_max) * 2 + S_NONE_HWM_MIN;
     if (s_set_int(self->dealer, ZMQ_IMMEDIATE, 1) ||
-        s_set_int(self->dealer, ZMQ_LINGER, 0) ||
+        s_set_int(self->dealer, ZMQ_LINGER,
+                  self->ack_point == EVR_ACK_NONE ? S_NONE_LINGER_MS : 0) ||
         s_set_int(self->dealer, ZMQ_SNDHWM, hwm) ||
         s_set_int(self->dealer, ZMQ_RCVHWM, hwm) ||
         s_set_int(self->dealer, ZMQ_IPV6, 1) ||

@@ -108,6 +108,8 @@ evr_client_t *evr_client_new(const char *endpoints,
 
 //  Stop the background thread, drop what is still unacked, free the
 //  client, and NULL the pointer. Call evr_client_flush first to wait.
+//  With EVR_ACK_NONE, batches already sent but still in ZeroMQ's queue
+//  towards a connected relay get at most 1 s to leave.
 void evr_client_destroy(evr_client_t **self_p);
 
 //  Create an event named name (1..64 characters). NULL on a bad name.
