@@ -2,7 +2,9 @@
     transport, each next to its own raw baseline measured in the same run.
 
     evrelay-bench [-v] [-n N] [--runs R] [--port-base P]
-                  [--scenario udp|parallel|zmq|rabbitmq|all]
+                  [--scenario udp|parallel|zmq|rabbitmq|acks|all]
+                  [--ack accepted|delivered|none]
+                  [--acks-on udp|parallel|zmq|rabbitmq]
                   [--amqp-port P] [--relay PATH] [--ctl PATH]
 
     Starts its own evrelayd (ingest on tcp://127.0.0.1:P, control on P+1)
@@ -16,7 +18,8 @@
        raises N events (params seq, ts = CLOCK_REALTIME us at raise, pad)
        through libevrelay as fast as it can, and lets the sinks measure:
        rate = deliveries / (last receive - first raise); latency =
-       receive - ts.
+       receive - ts. The client uses the ack point --ack (default
+       accepted).
 
     Scenarios: sink(s); subscribed socket; raw baseline.
 
@@ -33,6 +36,12 @@
               starts a private rabbitmq-server on loopback (own node name,
               ports, epmd and temporary directory, all stopped and removed
               at the end), or uses the one at --amqp-port.
+    acks      the sinks and socket of --acks-on (default udp); no raw
+              half: per run, three relay halves with the NONE
+              (fire-and-forget: the baseline), ACCEPTED and DELIVERED ack
+              points, in a rotating order, and the ratios ACCEPTED/NONE
+              and DELIVERED/NONE (the cost of at-least-once, measured in
+              the same run; target >= 0.9).
 
     Every sink counts what it actually got and tracks lost and duplicate
     seqs in a bitmap; UDP sinks have a 4 MiB receive buffer. A half ends
@@ -189,6 +198,8 @@ struct s_bench_t {
     const char *relay;
     const char *ctl;
     const char *scenario; //  a scenario's name, or "all"
+    evr_ack_point_t ack;  //  the client's ack point in relay halves
+    const char *acks_on;  //  acks: the scenario whose transport it uses
     size_t n;
     int runs;
     int port_base;
@@ -248,6 +259,20 @@ typedef struct {
     uint64_t dropped; //  libevrelay queue drops
     uint64_t resent;
 } s_result_t;
+
+//  What one relay half measured.
+typedef struct {
+    s_half_t half;
+    double p50_us, p99_us;
+    uint64_t dropped, resent;
+} s_relay_out_t;
+
+//  The acks scenario: one relay half per ack point, indexed by
+//  evr_ack_point_t.
+#define S_ACK_POINTS 3
+typedef struct {
+    s_relay_out_t by_point[S_ACK_POINTS];
+} s_acks_result_t;
 
 //  A private rabbitmq-server: its files, ports, environment, processes.
 struct s_broker_t {
@@ -1618,6 +1643,11 @@ static const s_scenario_t s_scenarios[] = {
      .recv = s_rmq_recv,
      .close = s_rmq_close,
      .raw = s_rmq_raw},
+    {.name = "acks",
+     .about = "the relay half of --acks-on (default udp) with each client "
+              "ack point: none (fire-and-forget), accepted, delivered",
+     .raw_name = "none: the NONE relay half is the baseline of the others",
+     .target = 0.9},
 };
 
 #define S_SCENARIOS (sizeof(s_scenarios) / sizeof(s_scenarios[0]))
@@ -1741,7 +1771,7 @@ static double s_percentile(const int64_t *sorted, size_t n, double p)
 //  p50 and p99 of the latencies of all sinks (stopped) into result.
 //  Returns 0 or -1.
 
-static int s_latency(s_sink_t **sinks, int count, s_result_t *result)
+static int s_latency(s_sink_t **sinks, int count, s_relay_out_t *result)
 {
     size_t total = 0;
     for (int i = 0; i < count; i++)
@@ -1784,11 +1814,53 @@ static int s_half_raw(s_bench_t *bench, const s_scenario_t *scenario,
 }
 
 //  --------------------------------------------------------------------------
+//  The name of an ack point, as --ack spells it.
+
+static const char *s_ack_name(evr_ack_point_t ack)
+{
+    return ack == EVR_ACK_DELIVERED ? "delivered"
+           : ack == EVR_ACK_NONE    ? "none"
+                                    : "accepted";
+}
+
+//  --------------------------------------------------------------------------
+//  Warm up the connection and the relay's path to the sinks with seq 0
+//  (not counted by the sinks): acked (ACCEPTED, DELIVERED), then at every
+//  sink; with NONE, raised again every 50 ms until it arrives (a batch is
+//  dropped while the client is still connecting). Returns 0 or -1.
+
+static int s_warm_up(s_bench_t *bench, evr_client_t *client, s_sink_t **sinks,
+                     int count, const char *pad)
+{
+    if (bench->ack != EVR_ACK_NONE) {
+        if (s_raise(client, 0, pad) || evr_client_flush(client, 5000)) {
+            fprintf(stderr, "evrelay-bench: relay does not ack at %s\n",
+                    bench->ingest);
+            return -1;
+        }
+        return s_sinks_warm(sinks, count);
+    }
+    int64_t deadline = s_mono_us() + S_WARMUP_MS * 1000LL;
+    while (!s_interrupted && s_mono_us() < deadline) {
+        bool warm = true;
+        for (int i = 0; i < count; i++)
+            warm &= atomic_load(&sinks[i]->messages) > 0;
+        if (warm)
+            return 0;
+        s_raise(client, 0, pad);
+        s_sleep_ms(50);
+    }
+    fprintf(stderr, "evrelay-bench: no warm-up event in %d ms\n", S_WARMUP_MS);
+    return -1;
+}
+
+//  --------------------------------------------------------------------------
 //  Relay half: subscribe fresh sinks with the scenario's socket, raise n
-//  events through libevrelay. Returns 0 or -1.
+//  events through libevrelay with the ack point bench->ack. Returns 0 or
+//  -1.
 
 static int s_half_relay(s_bench_t *bench, const s_scenario_t *scenario,
-                        s_result_t *result)
+                        s_relay_out_t *result)
 {
     s_sink_t *sinks[S_MAX_SINKS] = {NULL};
     int count = scenario->sinks;
@@ -1803,19 +1875,13 @@ static int s_half_relay(s_bench_t *bench, const s_scenario_t *scenario,
     if (s_subscribe(bench, socket, S_SUB_EXPIRE))
         goto done;
     subscribed = true;
-    client = evr_client_new(bench->ingest, NULL);
+    evr_client_opts_t opts = {.ack_point = bench->ack};
+    client = evr_client_new(bench->ingest, &opts);
     if (!client) {
         fprintf(stderr, "evrelay-bench: cannot connect to %s\n", bench->ingest);
         goto done;
     }
-    //  Warm up the connection and the relay's path to the sinks: seq 0 is
-    //  acked, delivered and not counted by the sinks
-    if (s_raise(client, 0, pad) || evr_client_flush(client, 5000)) {
-        fprintf(stderr, "evrelay-bench: relay does not ack at %s\n",
-                bench->ingest);
-        goto done;
-    }
-    if (s_sinks_warm(sinks, count))
+    if (s_warm_up(bench, client, sinks, count, pad))
         goto done;
     evr_client_stats_t before, after;
     evr_client_stats(client, &before);
@@ -1823,7 +1889,7 @@ static int s_half_relay(s_bench_t *bench, const s_scenario_t *scenario,
     for (size_t seq = 1; seq <= bench->n && !s_interrupted; seq++)
         s_raise(client, seq, pad);
     s_sinks_wait(sinks, count, s_mono_us());
-    s_sinks_measure(sinks, count, first_raise, &result->relay);
+    s_sinks_measure(sinks, count, first_raise, &result->half);
     evr_client_stats(client, &after);
     result->dropped = after.dropped - before.dropped;
     result->resent = after.resent - before.resent;
@@ -1941,6 +2007,136 @@ static void s_summary(const s_scenario_t *scenario, const s_result_t *results,
 }
 
 //  --------------------------------------------------------------------------
+//  acks: print one run's line.
+
+static void s_acks_print_run(int run, const s_acks_result_t *r)
+{
+    printf("run %d:", run);
+    static const evr_ack_point_t order[] = {EVR_ACK_NONE, EVR_ACK_ACCEPTED,
+                                            EVR_ACK_DELIVERED};
+    for (int i = 0; i < S_ACK_POINTS; i++) {
+        const s_relay_out_t *o = &r->by_point[order[i]];
+        printf("%s %s %.0f ev/s p50 %.0f us lost %" PRIu64 " dup %" PRIu64
+               " dropped %" PRIu64 " resent %" PRIu64,
+               i ? " |" : "", s_ack_name(order[i]), o->half.eps, o->p50_us,
+               o->half.lost, o->half.dup, o->dropped, o->resent);
+    }
+    printf("\n");
+    fflush(stdout);
+}
+
+//  --------------------------------------------------------------------------
+//  acks: medians across runs, the ratios to NONE, the RESULT line.
+
+static void s_acks_summary(const s_scenario_t *scenario,
+                           const s_acks_result_t *results, int runs)
+{
+    double eps[S_ACK_POINTS][runs], p50[S_ACK_POINTS][runs],
+        lost[S_ACK_POINTS][runs], ratio[S_ACK_POINTS][runs];
+    for (int i = 0; i < runs; i++) {
+        double none = results[i].by_point[EVR_ACK_NONE].half.eps;
+        for (int a = 0; a < S_ACK_POINTS; a++) {
+            const s_relay_out_t *o = &results[i].by_point[a];
+            eps[a][i] = o->half.eps;
+            p50[a][i] = o->p50_us;
+            lost[a][i] = (double)o->half.lost;
+            ratio[a][i] = none > 0 ? o->half.eps / none : 0;
+        }
+    }
+    double m_eps[S_ACK_POINTS], m_ratio[S_ACK_POINTS], m_p50[S_ACK_POINTS],
+        m_lost[S_ACK_POINTS];
+    for (int a = 0; a < S_ACK_POINTS; a++) {
+        m_eps[a] = s_median(eps[a], runs);
+        m_ratio[a] = s_median(ratio[a], runs);
+        m_p50[a] = s_median(p50[a], runs);
+        m_lost[a] = s_median(lost[a], runs);
+    }
+    printf("summary %s (median of %d runs):\n", scenario->name, runs);
+    static const evr_ack_point_t order[] = {EVR_ACK_NONE, EVR_ACK_ACCEPTED,
+                                            EVR_ACK_DELIVERED};
+    for (int i = 0; i < S_ACK_POINTS; i++) {
+        evr_ack_point_t a = order[i];
+        printf("  %-10s %10.0f events/s  ratio to none %.3f  p50 %.0f us  "
+               "lost %.0f",
+               s_ack_name(a), m_eps[a], m_ratio[a], m_p50[a], m_lost[a]);
+        if (a != EVR_ACK_NONE)
+            printf("  target ratio >= %.2f: %s", scenario->target,
+                   m_ratio[a] >= scenario->target ? "met" : "NOT met");
+        printf("\n");
+    }
+    printf("RESULT scenario=%s none_eps=%.0f accepted_eps=%.0f "
+           "delivered_eps=%.0f accepted_ratio=%.3f delivered_ratio=%.3f "
+           "lost_none=%.0f lost_accepted=%.0f lost_delivered=%.0f\n",
+           scenario->name, m_eps[EVR_ACK_NONE], m_eps[EVR_ACK_ACCEPTED],
+           m_eps[EVR_ACK_DELIVERED], m_ratio[EVR_ACK_ACCEPTED],
+           m_ratio[EVR_ACK_DELIVERED], m_lost[EVR_ACK_NONE],
+           m_lost[EVR_ACK_ACCEPTED], m_lost[EVR_ACK_DELIVERED]);
+    fflush(stdout);
+}
+
+//  --------------------------------------------------------------------------
+//  acks: per run, a relay half for each ack point (the order rotates from
+//  run to run, so none of them always goes first), then the summary.
+//  Returns 0 when it completed, -1 on failure.
+
+static int s_acks_run(s_bench_t *bench, const s_scenario_t *acks)
+{
+    //  the sinks, socket and broker of the --acks-on scenario
+    const s_scenario_t *base = NULL;
+    for (size_t i = 0; i < S_SCENARIOS; i++)
+        if (s_scenarios[i].raw && !strcmp(s_scenarios[i].name, bench->acks_on))
+            base = &s_scenarios[i];
+    if (!base) {
+        printf("RESULT scenario=%s failed=1\n", acks->name);
+        return -1;
+    }
+    s_scenario_t local = *base;
+    local.name = acks->name;
+    local.target = acks->target;
+    const s_scenario_t *scenario = &local;
+    printf("   transport: %s (%s)\n", base->name, base->about);
+    fflush(stdout);
+    int ready = scenario->setup ? scenario->setup(bench) : 0;
+    if (ready != 0) {
+        printf("RESULT scenario=%s %s=1\n", scenario->name,
+               ready > 0 ? "skipped" : "failed");
+        if (scenario->teardown)
+            scenario->teardown(bench);
+        return ready > 0 ? 0 : -1;
+    }
+    s_acks_result_t *results =
+        calloc((size_t)bench->runs, sizeof(s_acks_result_t));
+    static const evr_ack_point_t order[] = {EVR_ACK_NONE, EVR_ACK_ACCEPTED,
+                                            EVR_ACK_DELIVERED};
+    evr_ack_point_t saved = bench->ack;
+    int run = 0;
+    bool failed = !results;
+    for (; !failed && run < bench->runs && !s_interrupted; run++) {
+        for (int i = 0; i < S_ACK_POINTS && !failed; i++) {
+            evr_ack_point_t a = order[(run + i) % S_ACK_POINTS];
+            bench->ack = a;
+            failed =
+                s_half_relay(bench, scenario, &results[run].by_point[a]) != 0;
+            if (failed)
+                printf("run %d: relay half with ack point %s failed\n", run + 1,
+                       s_ack_name(a));
+        }
+        if (!failed)
+            s_acks_print_run(run + 1, &results[run]);
+    }
+    bench->ack = saved;
+    int rc = !failed && run == bench->runs ? 0 : -1;
+    if (rc == 0)
+        s_acks_summary(scenario, results, bench->runs);
+    else
+        printf("RESULT scenario=%s failed=1\n", scenario->name);
+    free(results);
+    if (scenario->teardown)
+        scenario->teardown(bench);
+    return rc;
+}
+
+//  --------------------------------------------------------------------------
 //  Run one scenario: setup, runs of raw and relay halves, summary,
 //  teardown. Returns 0 when it completed or was skipped, -1 on failure.
 
@@ -1948,6 +2144,9 @@ static int s_scenario_run(s_bench_t *bench, const s_scenario_t *scenario)
 {
     printf("\n== %s: %s\n   raw baseline: %s\n", scenario->name,
            scenario->about, scenario->raw_name);
+    if (!scenario->raw)
+        return s_acks_run(bench, scenario);
+    printf("   client ack point: %s\n", s_ack_name(bench->ack));
     fflush(stdout);
     int ready = scenario->setup ? scenario->setup(bench) : 0;
     if (ready != 0) {
@@ -1964,11 +2163,17 @@ static int s_scenario_run(s_bench_t *bench, const s_scenario_t *scenario)
         s_result_t *r = &results[run];
         if (s_half_raw(bench, scenario, payloads, r) || s_interrupted)
             break;
-        if (s_half_relay(bench, scenario, r)) {
+        s_relay_out_t out;
+        if (s_half_relay(bench, scenario, &out)) {
             printf("run %d: raw %.0f ev/s (recv %" PRIu64 ") | relay failed\n",
                    run + 1, r->raw.eps, r->raw.received);
             break;
         }
+        r->relay = out.half;
+        r->p50_us = out.p50_us;
+        r->p99_us = out.p99_us;
+        r->dropped = out.dropped;
+        r->resent = out.resent;
         s_print_run(scenario, run + 1, r);
     }
     int rc = run == bench->runs ? 0 : -1;
@@ -2022,31 +2227,43 @@ static bool s_scenario_valid(const char *name)
 
 static void s_usage(FILE *stream)
 {
-    fprintf(stream,
-            "usage: evrelay-bench [-v] [-n N] [--runs R] [--port-base P]\n"
-            "                     [--scenario udp|parallel|zmq|rabbitmq|all]"
-            "\n"
-            "                     [--amqp-port P] [--relay PATH] [--ctl PATH]"
-            "\n"
-            "  -n N           events per run (default 200000)\n"
-            "  --runs R       runs; the summary is the median (default 5)\n"
-            "  --port-base P  relay ingest on P, control on P+1 "
-            "(default 17950)\n"
-            "  --scenario S   udp (default), parallel, zmq, rabbitmq, or all"
-            "\n"
-            "  --amqp-port P  rabbitmq: use the broker on 127.0.0.1:P "
-            "(guest/guest)\n"
-            "                 instead of starting a private rabbitmq-server\n"
-            "  --relay PATH   evrelayd (default: next to this program)\n"
-            "  --ctl PATH     evrelayctl (default: next to this program)\n"
-            "  -v             show the relay's, evrelayctl's and the broker's "
-            "output\n");
+    fprintf(
+        stream,
+        "usage: evrelay-bench [-v] [-n N] [--runs R] [--port-base P]\n"
+        "                     [--scenario udp|parallel|zmq|rabbitmq|acks|all]"
+        "\n"
+        "                     [--ack accepted|delivered|none] "
+        "[--acks-on S]\n"
+        "                     [--amqp-port P] [--relay PATH] [--ctl PATH]"
+        "\n"
+        "  -n N           events per run (default 200000)\n"
+        "  --runs R       runs; the summary is the median (default 5)\n"
+        "  --port-base P  relay ingest on P, control on P+1 "
+        "(default 17950)\n"
+        "  --scenario S   udp (default), parallel, zmq, rabbitmq, acks, or "
+        "all\n"
+        "  --ack A        the client's ack point in the relay halves: "
+        "accepted\n"
+        "                 (default), delivered or none (acks: all three)\n"
+        "  --acks-on S    acks: the transport of scenario S (udp, parallel, "
+        "zmq,\n"
+        "                 rabbitmq; default udp)\n"
+        "  --amqp-port P  rabbitmq: use the broker on 127.0.0.1:P "
+        "(guest/guest)\n"
+        "                 instead of starting a private rabbitmq-server\n"
+        "  --relay PATH   evrelayd (default: next to this program)\n"
+        "  --ctl PATH     evrelayctl (default: next to this program)\n"
+        "  -v             show the relay's, evrelayctl's and the broker's "
+        "output\n");
 }
 
 int main(int argc, char *argv[])
 {
-    s_bench_t bench = {
-        .n = 200000, .runs = 5, .port_base = 17950, .scenario = "udp"};
+    s_bench_t bench = {.n = 200000,
+                       .runs = 5,
+                       .port_base = 17950,
+                       .scenario = "udp",
+                       .acks_on = "udp"};
     char *relay_path = s_sibling(argv[0], "evrelayd");
     char *ctl_path = s_sibling(argv[0], "evrelayctl");
     bench.relay = relay_path;
@@ -2058,6 +2275,8 @@ int main(int argc, char *argv[])
         {"port-base", required_argument, 0, 'p'},
         {"scenario", required_argument, 0, 'S'},
         {"amqp-port", required_argument, 0, 'A'},
+        {"ack", required_argument, 0, 'a'},
+        {"acks-on", required_argument, 0, 'O'},
         {"verbose", no_argument, 0, 'v'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
@@ -2087,6 +2306,19 @@ int main(int argc, char *argv[])
                 bench.amqp_given = atoi(optarg);
                 usage_error |= bench.amqp_given < 1 || bench.amqp_given > 65535;
                 break;
+            case 'O':
+                bench.acks_on = optarg;
+                break;
+            case 'a':
+                if (!strcmp(optarg, "accepted"))
+                    bench.ack = EVR_ACK_ACCEPTED;
+                else if (!strcmp(optarg, "delivered"))
+                    bench.ack = EVR_ACK_DELIVERED;
+                else if (!strcmp(optarg, "none"))
+                    bench.ack = EVR_ACK_NONE;
+                else
+                    usage_error = true;
+                break;
             case 'v':
                 bench.verbose = true;
                 break;
@@ -2102,7 +2334,8 @@ int main(int argc, char *argv[])
     }
     if (usage_error || bench.n < 1 || bench.runs < 1 || bench.port_base < 1 ||
         bench.port_base > 65534 || optind != argc ||
-        !s_scenario_valid(bench.scenario)) {
+        !s_scenario_valid(bench.scenario) || !s_scenario_valid(bench.acks_on) ||
+        !strcmp(bench.acks_on, "acks") || !strcmp(bench.acks_on, "all")) {
         s_usage(stderr);
         free(relay_path);
         free(ctl_path);

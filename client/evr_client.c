@@ -23,9 +23,29 @@
     Sequence numbers are given when a batch leaves the ring, so events
     dropped from the ring leave no gap in what the relays see.
 
-    Counters: raised = acked + rejected-by-relay + dropped + queued +
-    in_flight at all times (events refused by evr_raise itself are counted
-    in rejected only).
+    Ack points (opts.ack_point, sent in every Publish): ACCEPTED (the
+    default; the Publish carries no ack_point field, byte for byte as
+    before) and DELIVERED work as above; with DELIVERED the relay answers a
+    batch only once its deliveries are final, and lists the events no
+    subscriber took in Ack.failed. NONE is fire-and-forget: there is no
+    window; a batch is taken off the ring only while the DEALER can take
+    it (a relay is connected and under its high-water mark), sent once and
+    never kept; one that fails to go out anyway is dropped and counted.
+    While no relay can take anything, events wait in the ring (the oldest
+    dropped when it is full).
+
+    Outcomes (evr_raise_cb): every event raised with a callback carries it
+    through the ring into its batch; the thread calls it exactly once with
+    ACKED, FAILED, REJECTED or DROPPED, never under the lock, and always
+    before the event stops counting as queued or in flight (so a flush that
+    returns has seen every callback). Callbacks of events dropped from a
+    full ring by evr_raise are queued for the thread too. When the thread
+    ends, whatever is left is reported DROPPED.
+
+    Counters: raised = acked + failed + rejected-by-relay + dropped +
+    queued + in_flight at all times with ACCEPTED and DELIVERED; with NONE,
+    events sent count in sent instead of acked (events refused by
+    evr_raise itself are counted in rejected only).
 */
 
 #include "evrelay.h"
@@ -71,8 +91,25 @@
 //  epoch, first_seq, with their tags and lengths), rounded up.
 #define S_PUBLISH_OVERHEAD 64
 
+//  NONE: the DEALER's high-water mark holds at least this many batches.
+#define S_NONE_HWM_MIN 64
+
+//  NONE: at destroy, batches ZeroMQ still holds for a connected relay
+//  (already counted sent) get this long to leave; with an ack point the
+//  window has them and nothing lingers.
+#define S_NONE_LINGER_MS 1000
+
 //  Params held inside the event before a separate array is needed.
 #define S_INLINE_PARAMS 8
+
+//  Outcome callbacks of dropped events waiting for the thread, initially.
+#define S_DROPPED_CBS_MIN 64
+
+//  One outcome callback (evr_raise_cb); fn NULL = none.
+typedef struct {
+    evr_done_fn *fn;
+    void *arg;
+} s_done_t;
 
 struct _evr_event_t {
     Evrelay__Event pb; //  the message; pb.name points at name[]
@@ -80,6 +117,7 @@ struct _evr_event_t {
     size_t params_cap;  //  slots in pb.params
     bool broken;        //  an add failed: evr_raise refuses it
     size_t packed_size; //  set by evr_raise
+    s_done_t done;      //  evr_raise_cb's callback, or none
     char name[];        //  copy of the event name
 };
 
@@ -93,7 +131,11 @@ typedef struct {
     int64_t ivl_us;      //  current resend interval
     uint8_t *data;       //  the packed Publish, resent byte for byte
     size_t size;
+    s_done_t *dones; //  count callbacks, or NULL when no event has one
 } s_batch_t;
+
+//  How one event of a batch ended, while an ack is applied.
+typedef enum { S_OUT_ACKED = 0, S_OUT_FAILED, S_OUT_REJECTED } s_out_t;
 
 //  The unacked window: a growable deque ordered by first_seq.
 typedef struct {
@@ -110,6 +152,7 @@ struct _evr_client_t {
     size_t batch_max;  //  events per Publish
     int64_t linger_us;
     int64_t resend_us;
+    evr_ack_point_t ack_point;
     uint8_t producer_id[S_PRODUCER_ID_BYTES];
     uint64_t epoch; //  wall clock at creation, microseconds
 
@@ -122,6 +165,8 @@ struct _evr_client_t {
     bool stopping;
     evr_client_stats_t stats; //  queued/in_flight are filled on read
     size_t in_flight;         //  events taken off the ring and not yet finished
+    s_done_t *dropped_cbs;    //  callbacks of events dropped from the ring
+    size_t ndropped_cbs, capdropped_cbs;
 
     //  Owned by the background thread once it runs
     void *ctx;
@@ -135,6 +180,7 @@ struct _evr_client_t {
     int64_t resend_at;     //  no window deadline is earlier than this
     evr_event_t **taken;   //  batch_max events being packed
     Evrelay__Event **pb_events; //  their messages, for the Publish
+    uint8_t *outcomes;          //  batch_max s_out_t, while an ack is applied
 };
 
 //  --------------------------------------------------------------------------
@@ -204,6 +250,7 @@ evr_event_t *evr_event_new(const char *name)
     self->params_cap = S_INLINE_PARAMS;
     self->broken = false;
     self->packed_size = 0;
+    self->done = (s_done_t){NULL, NULL};
     return self;
 }
 
@@ -366,12 +413,23 @@ static s_batch_t *s_window_find(s_window_t *window, uint64_t first_seq)
 }
 
 //  --------------------------------------------------------------------------
-//  Under lock: wake flushers when nothing is queued or unacked any more.
+//  Under lock: wake flushers when nothing is queued or unacked any more and
+//  no outcome callback waits.
 
 static void s_signal_if_idle(evr_client_t *self)
 {
-    if (self->ring_count == 0 && self->in_flight == 0)
+    if (self->ring_count == 0 && self->in_flight == 0 &&
+        self->ndropped_cbs == 0)
         pthread_cond_broadcast(&self->idle);
+}
+
+//  --------------------------------------------------------------------------
+//  Call an outcome callback, if there is one. Never under the lock.
+
+static void s_fire(const s_done_t *done, evr_done_t outcome)
+{
+    if (done && done->fn)
+        done->fn(done->arg, outcome);
 }
 
 //  --------------------------------------------------------------------------
@@ -385,19 +443,45 @@ static void s_wake(evr_client_t *self)
 }
 
 //  --------------------------------------------------------------------------
-//  Raise the event: validate it, stamp it and queue it, dropping the oldest
-//  queued event when the queue is full. Never blocks. Returns 0 or -1.
+//  Under lock: keep the callback of an event dropped from the ring for the
+//  thread. Returns 0, or -1 when out of memory (the caller then calls it).
 
-int evr_raise(evr_client_t *self, evr_event_t **event_p)
+static int s_keep_dropped_cb(evr_client_t *self, const s_done_t *done)
 {
-    if (!event_p || !*event_p)
+    if (self->ndropped_cbs == self->capdropped_cbs) {
+        size_t cap =
+            self->capdropped_cbs ? self->capdropped_cbs * 2 : S_DROPPED_CBS_MIN;
+        s_done_t *grown = realloc(self->dropped_cbs, cap * sizeof(*grown));
+        if (!grown)
+            return -1;
+        self->dropped_cbs = grown;
+        self->capdropped_cbs = cap;
+    }
+    self->dropped_cbs[self->ndropped_cbs++] = *done;
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Raise the event with an optional callback: validate it, stamp it and
+//  queue it, dropping the oldest queued event when the queue is full.
+//  Never blocks. Returns 0 or -1 (fn is then called before returning).
+
+static int s_raise(evr_client_t *self, evr_event_t **event_p, evr_done_fn *fn,
+                   void *arg)
+{
+    s_done_t mine = {fn, arg};
+    if (!event_p || !*event_p) {
+        s_fire(&mine, EVR_DONE_REJECTED);
         return -1;
+    }
     evr_event_t *event = *event_p;
     *event_p = NULL;
     if (!self) {
         evr_event_destroy(&event);
+        s_fire(&mine, EVR_DONE_REJECTED);
         return -1;
     }
+    event->done = mine;
     bool valid = !event->broken && event->pb.n_params <= EVR_DEFAULT_MAX_PARAMS;
     if (valid) {
         event->pb.has_raised_us = 1;
@@ -406,13 +490,15 @@ int evr_raise(evr_client_t *self, evr_event_t **event_p)
         valid = event->packed_size <= EVR_DEFAULT_MAX_EVENT_BYTES;
     }
     evr_event_t *dropped = NULL;
-    bool wake = false;
+    bool wake = false, fire_dropped = false;
+    evr_done_t refusal = EVR_DONE_REJECTED;
     int rc = 0;
 
     pthread_mutex_lock(&self->lock);
-    if (self->stopping)
+    if (self->stopping) {
+        refusal = EVR_DONE_DROPPED;
         rc = -1;
-    else if (!valid) {
+    } else if (!valid) {
         self->stats.rejected++;
         rc = -1;
     } else {
@@ -421,21 +507,49 @@ int evr_raise(evr_client_t *self, evr_event_t **event_p)
             self->ring_head = (self->ring_head + 1) % self->queue_max;
             self->ring_count--;
             self->stats.dropped++;
+            if (dropped->done.fn) {
+                if (s_keep_dropped_cb(self, &dropped->done) == 0)
+                    wake |= self->ndropped_cbs == 1;
+                else
+                    fire_dropped = true;
+            }
         }
         self->ring[(self->ring_head + self->ring_count) % self->queue_max] =
             event;
         self->ring_count++;
         self->stats.raised++;
-        wake = self->ring_count == 1 || self->ring_count == self->batch_max;
+        wake |= self->ring_count == 1 || self->ring_count == self->batch_max;
         event = NULL;
     }
     pthread_mutex_unlock(&self->lock);
 
+    if (fire_dropped)
+        s_fire(&dropped->done, EVR_DONE_DROPPED);
     evr_event_destroy(&dropped);
     evr_event_destroy(&event);
     if (wake)
         s_wake(self);
+    if (rc)
+        s_fire(&mine, refusal);
     return rc;
+}
+
+//  --------------------------------------------------------------------------
+//  Raise the event: see s_raise. Returns 0 or -1.
+
+int evr_raise(evr_client_t *self, evr_event_t **event_p)
+{
+    return s_raise(self, event_p, NULL, NULL);
+}
+
+//  --------------------------------------------------------------------------
+//  Raise the event and call fn(arg, outcome) exactly once when its fate is
+//  known. Returns 0 or -1.
+
+int evr_raise_cb(evr_client_t *self, evr_event_t **event_p, evr_done_fn *fn,
+                 void *arg)
+{
+    return s_raise(self, event_p, fn, arg);
 }
 
 //  --------------------------------------------------------------------------
@@ -456,7 +570,8 @@ static size_t s_take(evr_client_t *self, int64_t now, int64_t *linger_at)
     if (self->pending_since == 0)
         self->pending_since = now;
     size_t want = avail < self->batch_max ? avail : self->batch_max;
-    if (self->in_flight + want > self->window_max)
+    if (self->ack_point != EVR_ACK_NONE &&
+        self->in_flight + want > self->window_max)
         goto done; //  an ack will wake us
     if (want < self->batch_max && now < self->pending_since + self->linger_us) {
         *linger_at = self->pending_since + self->linger_us;
@@ -494,8 +609,64 @@ static int s_send(evr_client_t *self, const s_batch_t *batch)
 }
 
 //  --------------------------------------------------------------------------
+//  Thread: the callbacks of the n events in self->taken, in a new array, or
+//  NULL when none of them has one (or out of memory: *lost set, the
+//  callbacks are then fired DROPPED by the caller).
+
+static s_done_t *s_take_dones(evr_client_t *self, size_t n, bool *lost)
+{
+    size_t i = 0;
+    while (i < n && !self->taken[i]->done.fn)
+        i++;
+    *lost = false;
+    if (i == n)
+        return NULL;
+    s_done_t *dones = malloc(n * sizeof(*dones));
+    if (!dones) {
+        *lost = true;
+        return NULL;
+    }
+    for (i = 0; i < n; i++)
+        dones[i] = self->taken[i]->done;
+    return dones;
+}
+
+//  --------------------------------------------------------------------------
+//  Thread: fire one outcome for each of count callbacks (dones may be
+//  NULL), then free the array.
+
+static void s_fire_all(s_done_t *dones, size_t count, evr_done_t outcome)
+{
+    for (size_t i = 0; dones && i < count; i++)
+        s_fire(&dones[i], outcome);
+    free(dones);
+}
+
+//  --------------------------------------------------------------------------
+//  Thread: NONE: send a packed batch once and forget it; what cannot be
+//  sent now is dropped. Fires the callbacks (ACKED once sent) and counts.
+
+static void s_publish_once(evr_client_t *self, s_batch_t *batch)
+{
+    bool sent = batch->data && s_send(self, batch) == 0;
+    s_fire_all(batch->dones, batch->count,
+               sent ? EVR_DONE_ACKED : EVR_DONE_DROPPED);
+    batch->dones = NULL;
+    free(batch->data);
+    batch->data = NULL;
+    pthread_mutex_lock(&self->lock);
+    if (sent)
+        self->stats.sent += batch->count;
+    else
+        self->stats.dropped += batch->count;
+    self->in_flight -= batch->count;
+    s_signal_if_idle(self);
+    pthread_mutex_unlock(&self->lock);
+}
+
+//  --------------------------------------------------------------------------
 //  Thread: number, pack and send the n events in self->taken, keep the
-//  batch in the window, and free the events.
+//  batch in the window (not with NONE), and free the events.
 
 static void s_publish(evr_client_t *self, size_t n, int64_t now)
 {
@@ -509,17 +680,34 @@ static void s_publish(evr_client_t *self, size_t n, int64_t now)
     publish.first_seq = self->next_seq;
     publish.n_events = n;
     publish.events = self->pb_events;
+    //  ACCEPTED is the field's default: left out, as before it existed
+    if (self->ack_point == EVR_ACK_DELIVERED) {
+        publish.has_ack_point = 1;
+        publish.ack_point = EVRELAY__ACK_POINT__DELIVERED;
+    } else if (self->ack_point == EVR_ACK_NONE) {
+        publish.has_ack_point = 1;
+        publish.ack_point = EVRELAY__ACK_POINT__NONE;
+    }
 
     s_batch_t batch = {.first_seq = self->next_seq,
                        .count = (uint32_t)n,
                        .ivl_us = self->resend_us};
+    bool lost = false;
+    batch.dones = s_take_dones(self, n, &lost);
     self->next_seq += n; //  used up even if the batch is lost below
     batch.size = evrelay__publish__get_packed_size(&publish);
-    batch.data = malloc(batch.size);
+    batch.data = lost ? NULL : malloc(batch.size);
     if (batch.data)
         evrelay__publish__pack(&publish, batch.data);
+    else if (lost)
+        for (size_t i = 0; i < n; i++)
+            s_fire(&self->taken[i]->done, EVR_DONE_DROPPED);
     for (size_t i = 0; i < n; i++)
         evr_event_destroy(&self->taken[i]);
+    if (self->ack_point == EVR_ACK_NONE && !lost) {
+        s_publish_once(self, &batch);
+        return;
+    }
 
     s_batch_t *kept = NULL;
     if (batch.data && s_window_push(&self->window, &batch) == 0)
@@ -539,19 +727,21 @@ static void s_publish(evr_client_t *self, size_t n, int64_t now)
         kept->deadline_us =
             now + (kept->ivl_us < S_EAGAIN_RETRY_US ? kept->ivl_us
                                                     : S_EAGAIN_RETRY_US);
+    if (!kept) {
+        //  Out of memory: the events are lost, and counted
+        s_fire_all(batch.dones, n, EVR_DONE_DROPPED);
+        free(batch.data);
+    }
     pthread_mutex_lock(&self->lock);
     if (kept && kept->sent)
         self->stats.sent += n;
     if (!kept) {
-        //  Out of memory: the events are lost, and counted
         self->stats.dropped += n;
         self->in_flight -= n;
         s_signal_if_idle(self);
     }
     pthread_mutex_unlock(&self->lock);
-    if (!kept)
-        free(batch.data);
-    else if (kept->deadline_us < self->resend_at)
+    if (kept && kept->deadline_us < self->resend_at)
         self->resend_at = kept->deadline_us;
 }
 
@@ -600,13 +790,76 @@ static void s_resend_due(evr_client_t *self, int64_t now)
 }
 
 //  --------------------------------------------------------------------------
-//  Thread: mark a batch finished and free its bytes.
+//  Thread: mark a batch finished and free its bytes and callbacks.
 
 static void s_batch_finish(s_batch_t *batch)
 {
     free(batch->data);
     batch->data = NULL;
+    free(batch->dones);
+    batch->dones = NULL;
     batch->done = true;
+}
+
+//  --------------------------------------------------------------------------
+//  Thread: mark in self->outcomes the events a list of offsets names (out
+//  of range and repeated offsets are ignored: the ack is untrusted).
+//  Returns how many events it marked.
+
+static uint32_t s_mark(evr_client_t *self, uint32_t count,
+                       const uint32_t *offsets, size_t n, s_out_t outcome)
+{
+    uint32_t marked = 0;
+    for (size_t i = 0; i < n; i++)
+        if (offsets[i] < count && self->outcomes[offsets[i]] == S_OUT_ACKED) {
+            self->outcomes[offsets[i]] = (uint8_t)outcome;
+            marked++;
+        }
+    return marked;
+}
+
+//  --------------------------------------------------------------------------
+//  Thread: the outcome of every event of the batch an ack answers, in
+//  self->outcomes; adds to *acked, *failed and *rejected.
+
+static void s_outcomes(evr_client_t *self, const s_batch_t *batch,
+                       const Evrelay__Ack *ack, uint64_t *acked,
+                       uint64_t *failed, uint64_t *rejected)
+{
+    uint32_t count = batch->count;
+    if (ack->status == EVRELAY__ACK__STATUS__REJECTED) {
+        memset(self->outcomes, S_OUT_REJECTED, count);
+        *rejected += count;
+        return;
+    }
+    memset(self->outcomes, S_OUT_ACKED, count);
+    uint32_t refused = s_mark(self, count, ack->rejected_offsets,
+                              ack->n_rejected_offsets, S_OUT_REJECTED);
+    //  A relay that does not list them: the count is what it said, the
+    //  events are a guess (the last ones).
+    uint32_t said = ack->has_rejected ? ack->rejected : 0;
+    for (uint32_t i = count; i > 0 && refused < said; i--)
+        if (self->outcomes[i - 1] == S_OUT_ACKED) {
+            self->outcomes[i - 1] = S_OUT_REJECTED;
+            refused++;
+        }
+    uint32_t lost = 0;
+    if (self->ack_point == EVR_ACK_DELIVERED)
+        lost = s_mark(self, count, ack->failed, ack->n_failed, S_OUT_FAILED);
+    *rejected += refused;
+    *failed += lost;
+    *acked += count - refused - lost;
+}
+
+//  --------------------------------------------------------------------------
+//  Thread: fire the callbacks of a batch by self->outcomes.
+
+static void s_fire_outcomes(evr_client_t *self, const s_batch_t *batch)
+{
+    static const evr_done_t done[] = {EVR_DONE_ACKED, EVR_DONE_FAILED,
+                                      EVR_DONE_REJECTED};
+    for (uint32_t i = 0; batch->dones && i < batch->count; i++)
+        s_fire(&batch->dones[i], done[self->outcomes[i]]);
 }
 
 //  --------------------------------------------------------------------------
@@ -620,19 +873,13 @@ static void s_handle_ack(evr_client_t *self, const Evrelay__Ack *ack)
         memcmp(ack->producer_id.data, self->producer_id, S_PRODUCER_ID_BYTES) !=
             0)
         return;
-    uint64_t acked = 0, rejected = 0;
+    uint64_t acked = 0, failed = 0, rejected = 0;
 
     //  The batch this ack answers
     s_batch_t *batch = s_window_find(&self->window, ack->first_seq);
     if (batch && !batch->done && batch->count == ack->count) {
-        uint64_t refused = 0;
-        if (ack->status == EVRELAY__ACK__STATUS__REJECTED)
-            refused = batch->count;
-        else if (ack->has_rejected)
-            refused =
-                ack->rejected < batch->count ? ack->rejected : batch->count;
-        rejected += refused;
-        acked += batch->count - refused;
+        s_outcomes(self, batch, ack, &acked, &failed, &rejected);
+        s_fire_outcomes(self, batch);
         s_batch_finish(batch);
     }
     //  Everything up to acked_through: a prefix of the window
@@ -643,17 +890,20 @@ static void s_handle_ack(evr_client_t *self, const Evrelay__Ack *ack)
         if (batch->first_seq + batch->count - 1 > ack->acked_through)
             break;
         acked += batch->count;
+        s_fire_all(batch->dones, batch->count, EVR_DONE_ACKED);
+        batch->dones = NULL;
         s_batch_finish(batch);
     }
     s_window_trim(&self->window);
     if (self->window.count == 0)
         self->resend_at = INT64_MAX;
 
-    if (acked || rejected) {
+    if (acked || failed || rejected) {
         pthread_mutex_lock(&self->lock);
         self->stats.acked += acked;
+        self->stats.failed += failed;
         self->stats.rejected += rejected;
-        self->in_flight -= acked + rejected;
+        self->in_flight -= acked + failed + rejected;
         s_signal_if_idle(self);
         pthread_mutex_unlock(&self->lock);
     }
@@ -699,6 +949,87 @@ static long s_timeout_ms(int64_t now, int64_t deadline)
 }
 
 //  --------------------------------------------------------------------------
+//  Thread: whether a new batch may be taken off the ring now. Always with
+//  a window (it bounds what is sent); with NONE only while the DEALER can
+//  take a message (a relay is connected and below its high-water mark):
+//  meanwhile events wait in the bounded ring, where the oldest is dropped
+//  when it is full, as in every mode.
+
+static bool s_can_send(evr_client_t *self)
+{
+    if (self->ack_point != EVR_ACK_NONE)
+        return true;
+    int events = 0;
+    size_t len = sizeof(events);
+    if (zmq_getsockopt(self->dealer, ZMQ_EVENTS, &events, &len) == -1)
+        return true; //  then the send fails and the batch is dropped
+    return (events & ZMQ_POLLOUT) != 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Thread: fire DROPPED for the callbacks evr_raise kept for events it
+//  dropped from a full ring.
+
+static void s_fire_dropped(evr_client_t *self)
+{
+    pthread_mutex_lock(&self->lock);
+    s_done_t *cbs = self->dropped_cbs;
+    size_t n = self->ndropped_cbs;
+    self->dropped_cbs = NULL;
+    self->ndropped_cbs = self->capdropped_cbs = 0;
+    pthread_mutex_unlock(&self->lock);
+    if (!n) {
+        free(cbs);
+        return;
+    }
+    s_fire_all(cbs, n, EVR_DONE_DROPPED);
+    pthread_mutex_lock(&self->lock);
+    s_signal_if_idle(self);
+    pthread_mutex_unlock(&self->lock);
+}
+
+//  --------------------------------------------------------------------------
+//  Thread, at its end: refuse new raises, then drop what is still queued or
+//  unacked, firing DROPPED for every callback, and count it.
+
+static void s_sweep(evr_client_t *self)
+{
+    pthread_mutex_lock(&self->lock);
+    self->stopping = true;
+    size_t nring = self->ring_count;
+    evr_event_t **ring = malloc((nring ? nring : 1) * sizeof(*ring));
+    for (size_t i = 0; ring && i < nring; i++)
+        ring[i] = self->ring[(self->ring_head + i) % self->queue_max];
+    if (ring)
+        self->ring_count = 0;
+    pthread_mutex_unlock(&self->lock);
+
+    for (size_t i = 0; ring && i < nring; i++) {
+        s_fire(&ring[i]->done, EVR_DONE_DROPPED);
+        evr_event_destroy(&ring[i]);
+    }
+    free(ring);
+    uint64_t unacked = 0;
+    for (size_t i = 0; i < self->window.count; i++) {
+        s_batch_t *batch = s_window_at(&self->window, i);
+        if (batch->done)
+            continue;
+        unacked += batch->count;
+        s_fire_all(batch->dones, batch->count, EVR_DONE_DROPPED);
+        batch->dones = NULL;
+        s_batch_finish(batch);
+    }
+    s_window_trim(&self->window);
+    s_fire_dropped(self);
+
+    pthread_mutex_lock(&self->lock);
+    self->stats.dropped += unacked + (ring ? nring : 0);
+    self->in_flight -= unacked;
+    pthread_cond_broadcast(&self->idle);
+    pthread_mutex_unlock(&self->lock);
+}
+
+//  --------------------------------------------------------------------------
 //  The background thread: send due batches, resend late ones, wait for
 //  raises, acks or a timer, until the client stops.
 
@@ -710,18 +1041,30 @@ static void *s_thread(void *arg)
     while (true) {
         pthread_mutex_lock(&self->lock);
         bool stopping = self->stopping;
+        bool dropped_cbs = self->ndropped_cbs > 0;
         pthread_mutex_unlock(&self->lock);
         if (stopping)
             break;
+        if (dropped_cbs)
+            s_fire_dropped(self);
 
         int64_t now = s_mono_us();
         int64_t linger_at = INT64_MAX;
         size_t n;
-        while ((n = s_take(self, now, &linger_at)) > 0)
+        bool blocked = false;
+        while (!(blocked = !s_can_send(self)) &&
+               (n = s_take(self, now, &linger_at)) > 0)
             s_publish(self, n, now);
-        if (now >= self->resend_at)
-            s_resend_due(self, now);
+        if (now >= self->resend_at) {
+            //  Acks that came while this thread was held up (descheduled,
+            //  a busy host) finish their batches first: no needless resend
+            s_recv_acks(self);
+            if (now >= self->resend_at)
+                s_resend_due(self, now);
+        }
 
+        //  NONE waiting for a relay to take more: wake when one can
+        items[0].events = ZMQ_POLLIN | (blocked ? ZMQ_POLLOUT : 0);
         int64_t deadline =
             linger_at < self->resend_at ? linger_at : self->resend_at;
         if (zmq_poll(items, 2, s_timeout_ms(now, deadline)) == -1) {
@@ -737,6 +1080,7 @@ static void *s_thread(void *arg)
         if (items[0].revents & ZMQ_POLLIN)
             s_recv_acks(self);
     }
+    s_sweep(self);
     return NULL;
 }
 
@@ -757,10 +1101,15 @@ static int s_connect(evr_client_t *self, const char *endpoints)
     self->dealer = zmq_socket(self->ctx, ZMQ_DEALER);
     if (!self->dealer)
         return -1;
-    //  The window bounds what is in flight; the HWM must never bind first
+    //  The window bounds what is in flight; the HWM must never bind first.
+    //  NONE has no window: the HWM (in batches) bounds what ZeroMQ holds to
+    //  about a window's worth, beyond which batches are dropped.
     int hwm = (int)self->window_max * 2;
+    if (self->ack_point == EVR_ACK_NONE)
+        hwm = (int)(self->window_max / self->batch_max) * 2 + S_NONE_HWM_MIN;
     if (s_set_int(self->dealer, ZMQ_IMMEDIATE, 1) ||
-        s_set_int(self->dealer, ZMQ_LINGER, 0) ||
+        s_set_int(self->dealer, ZMQ_LINGER,
+                  self->ack_point == EVR_ACK_NONE ? S_NONE_LINGER_MS : 0) ||
         s_set_int(self->dealer, ZMQ_SNDHWM, hwm) ||
         s_set_int(self->dealer, ZMQ_RCVHWM, hwm) ||
         s_set_int(self->dealer, ZMQ_IPV6, 1) ||
@@ -831,11 +1180,15 @@ static void s_client_free(evr_client_t *self)
                 &self->ring[(self->ring_head + i) % self->queue_max]);
         free(self->ring);
     }
-    for (size_t i = 0; i < self->window.count; i++)
+    for (size_t i = 0; i < self->window.count; i++) {
         free(s_window_at(&self->window, i)->data);
+        free(s_window_at(&self->window, i)->dones);
+    }
     free(self->window.slots);
     free(self->taken);
     free(self->pb_events);
+    free(self->outcomes);
+    free(self->dropped_cbs);
     pthread_cond_destroy(&self->idle);
     pthread_mutex_destroy(&self->lock);
     free(self);
@@ -853,7 +1206,9 @@ evr_client_t *evr_client_new(const char *endpoints,
     evr_client_opts_t o = {0};
     if (opts)
         o = *opts;
-    if (o.linger_ms < 0 || o.resend_ms < 0)
+    if (o.linger_ms < 0 || o.resend_ms < 0 ||
+        (o.ack_point != EVR_ACK_ACCEPTED && o.ack_point != EVR_ACK_DELIVERED &&
+         o.ack_point != EVR_ACK_NONE))
         return NULL;
     evr_client_t *self = calloc(1, sizeof(evr_client_t));
     if (!self)
@@ -874,6 +1229,7 @@ evr_client_t *evr_client_new(const char *endpoints,
         1000LL * (o.linger_ms ? o.linger_ms : EVR_DEFAULT_LINGER_MS);
     self->resend_us =
         1000LL * (o.resend_ms ? o.resend_ms : EVR_DEFAULT_RESEND_MS);
+    self->ack_point = o.ack_point;
     s_producer_id(self->producer_id);
     self->epoch = s_wall_us();
     self->next_seq = 1;
@@ -890,10 +1246,11 @@ evr_client_t *evr_client_new(const char *endpoints,
     self->ring = calloc(self->queue_max, sizeof(*self->ring));
     self->taken = calloc(self->batch_max, sizeof(*self->taken));
     self->pb_events = calloc(self->batch_max, sizeof(*self->pb_events));
+    self->outcomes = calloc(self->batch_max, 1);
     self->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     self->ctx = zmq_ctx_new();
-    if (!self->ring || !self->taken || !self->pb_events || self->wakefd < 0 ||
-        !self->ctx || s_connect(self, endpoints) == -1) {
+    if (!self->ring || !self->taken || !self->pb_events || !self->outcomes ||
+        self->wakefd < 0 || !self->ctx || s_connect(self, endpoints) == -1) {
         s_client_free(self);
         return NULL;
     }
@@ -952,7 +1309,8 @@ int evr_client_flush(evr_client_t *self, int timeout_ms)
         }
     }
     pthread_mutex_lock(&self->lock);
-    while ((self->ring_count || self->in_flight) && !self->stopping) {
+    while ((self->ring_count || self->in_flight || self->ndropped_cbs) &&
+           !self->stopping) {
         int rc =
             timeout_ms < 0
                 ? pthread_cond_wait(&self->idle, &self->lock)
@@ -960,7 +1318,10 @@ int evr_client_flush(evr_client_t *self, int timeout_ms)
         if (rc == ETIMEDOUT)
             break;
     }
-    int rc = self->ring_count || self->in_flight || self->stopping ? -1 : 0;
+    int rc = self->ring_count || self->in_flight || self->ndropped_cbs ||
+                     self->stopping
+                 ? -1
+                 : 0;
     pthread_mutex_unlock(&self->lock);
     return rc;
 }

@@ -37,6 +37,13 @@ static const s_help_t s_ingest_help[] = {
     {"queue_full", "Event copies dropped because a target queue was full."},
     {"producers_evicted", "Producer windows forgotten (least recently seen)."},
     {"events_overflow", "New event names refused: event registry full."},
+    {"delivered_batches", "Publish messages with the DELIVERED ack point."},
+    {"delivered_acks", "Acks sent once a DELIVERED batch's deliveries were "
+                       "final."},
+    {"held_back", "DELIVERED publishes left unanswered: they repeat events "
+                  "whose first delivery is still in progress."},
+    {"failed_events", "Events reported failed (no subscriber took them)."},
+    {"unacked", "Publish messages with the NONE ack point (not answered)."},
     {NULL, NULL}};
 
 static const s_help_t s_control_help[] = {
@@ -51,6 +58,8 @@ static const s_help_t s_table_help[] = {
     {"subscriptions", "Live subscriptions in the table."},
     {"events", "Event names the relay knows."},
     {"producers", "Producer instances with a de-duplication window."},
+    {"pending_batches", "DELIVERED batches whose deliveries are in "
+                        "progress."},
     {NULL, NULL}};
 
 static const s_help_t s_cluster_help[] = {

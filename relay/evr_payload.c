@@ -402,22 +402,19 @@ static size_t s_json_string_len(const char *p, size_t n)
 }
 
 //  --------------------------------------------------------------------------
-//  Append the variant for opts of a notification produced by
-//  evr_payload_jsonrpc (no opts). The input is split, not parsed:
+//  Split a notification produced by evr_payload_jsonrpc (no opts):
 //
 //    {"jsonrpc":"2.0","method":  M  [ ,"params":  O  BODY  C ]  }
 //
-//  M is the method literal (kept as it is unless opts->method replaces
-//  it), O/C the params container's brackets and BODY its entries, copied
-//  as they are behind the id and the event_param entry. Returns 0 or -1
-//  (out unchanged on failure).
+//  into the method literal M (quotes included), the container's opener O
+//  (0 when there are no params) and BODY, its entries. Returns 0, or -1
+//  when json is not of that shape.
 
-int evr_payload_jsonrpc_rewrite(evr_buf_t *out, const char *json, size_t len,
-                                const char *event,
-                                const evr_jsonrpc_opts_t *opts)
+static int s_split_notification(const char *json, size_t len,
+                                const char **method_p, size_t *method_len_p,
+                                char *opener_p, const char **body_p,
+                                size_t *body_len_p)
 {
-    assert(out);
-    assert(json || len == 0);
     const size_t head_len = sizeof(S_NOTIFY_HEAD) - 1;
     const size_t key_len = sizeof(S_PARAMS_KEY) - 1;
     if (len < head_len || memcmp(json, S_NOTIFY_HEAD, head_len) != 0)
@@ -428,7 +425,6 @@ int evr_payload_jsonrpc_rewrite(evr_buf_t *out, const char *json, size_t len,
         return -1;
     const char *rest = method + method_len;
     size_t rest_len = len - head_len - method_len;
-    //  the params container, when there is one: opener, body, closer
     const char *body = NULL;
     size_t body_len = 0;
     char opener = 0;
@@ -445,6 +441,34 @@ int evr_payload_jsonrpc_rewrite(evr_buf_t *out, const char *json, size_t len,
         body = rest + key_len + 1;
         body_len = rest_len - key_len - 3;
     } else
+        return -1;
+    *method_p = method;
+    *method_len_p = method_len;
+    *opener_p = opener;
+    *body_p = body;
+    *body_len_p = body_len;
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Append the variant for opts of a notification produced by
+//  evr_payload_jsonrpc (no opts), split by s_split_notification: M is the
+//  method literal (kept as it is unless opts->method replaces it), O/C the
+//  params container's brackets and BODY its entries, copied as they are
+//  behind the id and the event_param entry. Returns 0 or -1 (out unchanged
+//  on failure).
+
+int evr_payload_jsonrpc_rewrite(evr_buf_t *out, const char *json, size_t len,
+                                const char *event,
+                                const evr_jsonrpc_opts_t *opts)
+{
+    assert(out);
+    assert(json || len == 0);
+    const char *method, *body;
+    size_t method_len, body_len;
+    char opener;
+    if (s_split_notification(json, len, &method, &method_len, &opener, &body,
+                             &body_len))
         return -1;
 
     uint64_t id = opts ? opts->id : 0;
@@ -625,4 +649,114 @@ int evr_payload_flatstore(evr_buf_t *buf, const evr_event_view_t *ev,
 failed:
     buf->len = start;
     return -1;
+}
+
+//  --------------------------------------------------------------------------
+//  Append the notification json (from evr_payload_jsonrpc, no opts) with
+//  the event id as its first param: "evrelay_id":ID first in an object,
+//  ID first in an array, {"evrelay_id":ID} when it had no params. Returns
+//  0 or -1 (out unchanged on failure).
+
+int evr_payload_jsonrpc_add_id(evr_buf_t *out, const char *json, size_t len,
+                               const char *id)
+{
+    assert(out);
+    assert(id);
+    assert(json || len == 0);
+    const char *method, *body;
+    size_t method_len, body_len;
+    char opener;
+    if (s_split_notification(json, len, &method, &method_len, &opener, &body,
+                             &body_len))
+        return -1;
+    const size_t start = out->len;
+    size_t id_len = strlen(id);
+    if (s_reserve(out,
+                  s_add(len, s_add(32, id_len > SIZE_MAX / 6 ? SIZE_MAX
+                                                             : id_len * 6))))
+        return -1;
+    if (!opener)
+        opener = '{';
+    if (s_append_lit(out, S_NOTIFY_HEAD) ||
+        evr_buf_append(out, method, method_len) ||
+        s_append_lit(out, S_PARAMS_KEY) || s_append_char(out, opener) ||
+        (opener == '{' && s_append_lit(out, "\"" EVR_PAYLOAD_ID_PARAM "\":")) ||
+        evr_buf_append_json_string(out, id, id_len) ||
+        (body_len && s_append_char(out, ',')) ||
+        evr_buf_append(out, body, body_len) ||
+        s_append_char(out, opener == '{' ? '}' : ']') ||
+        s_append_char(out, '}'))
+        goto failed;
+    return 0;
+
+failed:
+    out->len = start;
+    return -1;
+}
+
+//  --------------------------------------------------------------------------
+//  Append the legacy text (from evr_payload_legacy) with the line
+//  "evrelay_id::ID" as its first param, right after the name line. Returns
+//  0 or -1 (out unchanged on failure).
+
+int evr_payload_legacy_add_id(evr_buf_t *out, const char *text, size_t len,
+                              const char *id)
+{
+    assert(out);
+    assert(id);
+    assert(text || len == 0);
+    const char *newline = len ? memchr(text, '\n', len) : NULL;
+    if (!newline)
+        return -1;
+    size_t head = (size_t)(newline - text) + 1;
+    const size_t start = out->len;
+    if (s_reserve(out, s_add(len, s_add(strlen(id), 16))) ||
+        evr_buf_append(out, text, head) ||
+        s_append_lit(out, EVR_PAYLOAD_ID_PARAM "::") ||
+        s_legacy_string(out, id, strlen(id)) || s_append_char(out, '\n') ||
+        evr_buf_append(out, text + head, len - head)) {
+        out->len = start;
+        return -1;
+    }
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Append the flatstore line (from evr_payload_flatstore with the same
+//  delimiter and suppress_name; event is the event name) with the event
+//  id as its first value. Returns 0 or -1 (out unchanged on failure).
+
+int evr_payload_flatstore_add_id(evr_buf_t *out, const char *line, size_t len,
+                                 const char *event, const char *delimiter,
+                                 bool suppress_name, const char *id)
+{
+    assert(out);
+    assert(id);
+    assert(line || len == 0);
+    if (!delimiter)
+        delimiter = ",";
+    const size_t delimiter_len = strlen(delimiter);
+    size_t name_len = 0;
+    if (!suppress_name) {
+        name_len = event ? strlen(event) : 0;
+        if (!event || len < name_len || memcmp(line, event, name_len) != 0)
+            return -1;
+    }
+    if (len == 0 || len == name_len || line[len - 1] != '\n')
+        return -1;
+    //  the values after the name: "\n" alone when there are none
+    const char *rest = line + name_len;
+    size_t rest_len = len - name_len;
+    const size_t start = out->len;
+    if (s_reserve(out, s_add(len, s_add(strlen(id), 2 * delimiter_len))) ||
+        evr_buf_append(out, line, name_len) ||
+        (!suppress_name && evr_buf_append(out, delimiter, delimiter_len)) ||
+        s_flatstore_string(out, id, strlen(id), delimiter[0]) ||
+        (suppress_name && rest_len > 1 &&
+         evr_buf_append(out, delimiter, delimiter_len)) ||
+        evr_buf_append(out, rest, rest_len)) {
+        out->len = start;
+        return -1;
+    }
+    return 0;
 }

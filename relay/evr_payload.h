@@ -59,6 +59,34 @@ int evr_payload_jsonrpc_rewrite(evr_buf_t *out, const char *json, size_t len,
                                 const char *event,
                                 const evr_jsonrpc_opts_t *opts);
 
+//  The name of the param that carries the event id for evid: subscribers
+//  (docs/OPERATIONS.md, event ids).
+#define EVR_PAYLOAD_ID_PARAM "evrelay_id"
+
+//  Append to out the notification json (len bytes, as evr_payload_jsonrpc
+//  with no opts produced it) with the event id added as its FIRST param:
+//  an object gets "evrelay_id":"ID" as its first key, an array "ID" as its
+//  first element, and a notification without params gets
+//  "params":{"evrelay_id":"ID"}. Everything else is copied byte for byte.
+//  Returns 0, or -1 when json is not of that shape or out of memory (out
+//  unchanged).
+int evr_payload_jsonrpc_add_id(evr_buf_t *out, const char *json, size_t len,
+                               const char *id);
+
+//  Append to out the legacy text (as evr_payload_legacy produced it) with
+//  the line "evrelay_id::ID" as its first param line, after the name.
+//  Returns 0 or -1 (out unchanged).
+int evr_payload_legacy_add_id(evr_buf_t *out, const char *text, size_t len,
+                              const char *id);
+
+//  Append to out the flatstore line (as evr_payload_flatstore produced it
+//  for event with this delimiter and suppress_name) with the event id as
+//  its first value (delimiter characters in it replaced as in any value).
+//  Returns 0 or -1 (out unchanged).
+int evr_payload_flatstore_add_id(evr_buf_t *out, const char *line, size_t len,
+                                 const char *event, const char *delimiter,
+                                 bool suppress_name, const char *id);
+
 //  Append the legacy (OpenSIPS <= 3.0) datagram text: "NAME\n", then
 //  "name::value\n" per param (value in quotes with inner quotes escaped when
 //  it holds a newline), then an empty line. Returns 0 or -1.

@@ -7,7 +7,23 @@
       validate, look the name up in the table, encode each payload format
       at most once, admit into each target's bounded queue -> hand the jobs
       to the workers -> Ack (cumulative + this batch's range).
-    The ack point is "accepted": queued on this relay.
+
+    Ack points (the Publish's ack_point):
+    - ACCEPTED (default): the Ack goes out at once: queued on this relay.
+    - NONE: no Ack for an accepted batch (fire-and-forget producers).
+    - DELIVERED: a tracker (evr_track.h) follows the batch; every job it
+      hands to a worker carries one hold on it, and the batch's seq range
+      is marked in progress on its stream. The last hold let go (on a
+      worker, when a delivery is final) queues the tracker; the loop polls
+      that queue's eventfd, and s_track_finish answers with the Ack (with
+      Ack.failed) and clears the range. A DELIVERED batch that repeats an
+      event still in progress here is not answered at all (counted in
+      held_back): the original's Ack will answer it, or the producer
+      resends. A relay that stops answers nothing more.
+
+    Every event gets an id (producer hex, epoch, seq), carried on its
+    messages for evid: targets, AMQP message ids and HTTP headers; control
+    raises get relay-<boot us>-<n>.
 */
 #include "evr_relay.h"
 #include "evr_cluster.h"
@@ -20,6 +36,7 @@
 #include "evr_sockspec.h"
 #include "evr_stats.h"
 #include "evr_target.h"
+#include "evr_track.h"
 #include "evr_worker.h"
 #include "evrelay.pb-c.h"
 
@@ -34,11 +51,55 @@ typedef struct {
     size_t subs;
 } s_tref_t;
 
-//  The de-duplication state of one producer instance.
+//  A DELIVERED batch in progress on this relay: its seq range and its
+//  tracker (identity only; never dereferenced through here).
+typedef struct {
+    uint64_t first, last;
+    const evr_track_t *track;
+} s_busy_t;
+
+//  The de-duplication state of one producer instance, and its DELIVERED
+//  batches in progress, ordered by first seq.
 typedef struct {
     evr_dedup_t *window;
     int64_t last_seen_ms;
+    s_busy_t *busy;
+    size_t nbusy, capbusy;
 } s_producer_t;
+
+//  Longest producer key: hex producer id, ':' and a decimal epoch.
+#define S_KEY_MAX (64 * 2 + 32)
+
+//  Longest event id: hex producer id, '-', epoch, '-', seq.
+#define S_ID_MAX (64 * 2 + 48)
+
+//  What the Ack of a DELIVERED batch needs once its deliveries are final
+//  (the tracker's data).
+typedef struct {
+    zmq_msg_t *env; //  the Publish's envelope, moved here
+    int nenv;
+    bool silent; //  held back: no Ack at all
+    uint8_t producer_id[64];
+    size_t producer_len;
+    uint64_t epoch, first_seq;
+    uint32_t count, dups;
+    uint32_t *rejected; //  offsets of events refused one by one
+    uint32_t nrejected;
+    char key[S_KEY_MAX]; //  the stream, to find its busy ranges again
+} s_pending_t;
+
+//  The fields of one Ack.
+typedef struct {
+    const uint8_t *producer_id;
+    size_t producer_len;
+    uint64_t epoch, first_seq, through;
+    uint32_t count, dups;
+    const uint32_t *rejected; //  offsets
+    uint32_t nrejected;
+    const uint32_t *failed; //  offsets (DELIVERED)
+    uint32_t nfailed;
+    const char *error; //  REJECTED when set
+} s_ackinfo_t;
 
 //  A bump allocator for protobuf-c: one decode, one reset.
 typedef struct {
@@ -74,6 +135,16 @@ struct _evr_relay_t {
     evr_target_opts_t topts;
     evr_param_t *params;    //  max_params views for the event being decoded
     evr_cluster_t *cluster; //  replication + persistence (NULL = off)
+    //  DELIVERED ack point
+    evr_trackq_t *trackq; //  finished trackers, polled by the loop
+    uint64_t track_jobs;  //  jobs of the batch being dispatched, to hold
+    uint32_t *offsets;    //  scratch: rejected or failed offsets of a batch
+    size_t noffsets, capoffsets;
+    uint8_t *ackbuf; //  scratch: an encoded Ack
+    size_t ackcap;
+    //  event ids of control raises: relay-<boot_us>-<n>
+    int64_t boot_us;
+    uint64_t raises;
 };
 
 static volatile sig_atomic_t s_stop;
@@ -183,6 +254,7 @@ static void s_producer_destroy(void **item)
     *item = NULL;
     if (p) {
         evr_dedup_destroy(&p->window);
+        free(p->busy);
         free(p);
     }
 }
@@ -265,6 +337,10 @@ evr_relay_t *evr_relay_new(const evr_config_t *cfg, char *err, size_t errlen)
     self->topts.connect_timeout_ms = cfg->connect_timeout_ms;
     self->topts.http_timeout_ms = cfg->http_timeout_ms;
     self->topts.amqp_heartbeat_s = cfg->amqp_heartbeat_s;
+    self->topts.flat_delimiter = cfg->flat_delimiter;
+    self->topts.flat_suppress_name = cfg->flat_suppress_name;
+    self->boot_us = evr_wall_us();
+    self->trackq = evr_trackq_new();
     self->pballoc =
         (ProtobufCAllocator){s_arena_alloc, s_arena_free, &self->arena};
     self->table = evr_table_new(cfg->max_events, s_release_tref, self);
@@ -280,7 +356,7 @@ evr_relay_t *evr_relay_new(const evr_config_t *cfg, char *err, size_t errlen)
     self->params = calloc(cfg->max_params, sizeof *self->params);
     if (!self->table || !self->targets || !self->producers || !self->ctx ||
         !self->workers || !self->jobs || !self->njobs || !self->capjobs ||
-        !self->params) {
+        !self->params || !self->trackq) {
         snprintf(err, errlen, "out of memory");
         evr_relay_destroy(&self);
         return NULL;
@@ -353,6 +429,9 @@ void evr_relay_destroy(evr_relay_t **self_p)
     evr_table_destroy(&self->table);
     zhashx_destroy(&self->targets);
     zhashx_destroy(&self->producers);
+    //  Every delivery is released now: pending batches are finished and
+    //  waiting here; they are not answered (the producers resend).
+    evr_trackq_destroy(&self->trackq);
     if (self->ctx)
         zmq_ctx_term(self->ctx);
     for (int i = 0; self->jobs && i < self->nworkers; i++)
@@ -362,6 +441,8 @@ void evr_relay_destroy(evr_relay_t **self_p)
     free(self->capjobs);
     free(self->workers);
     free(self->params);
+    free(self->offsets);
+    free(self->ackbuf);
     evr_buf_free(&self->buf);
     s_arena_reset(&self->arena);
     free(self->arena.base);
@@ -474,6 +555,9 @@ typedef struct {
     bool checked;                               //  the size check ran
     bool too_large; //  the event is refused for every subscriber
     int64_t raised_us;
+    const char *id;     //  the event id
+    evr_track_t *track; //  DELIVERED: the batch's tracker, else NULL
+    uint32_t index;     //  the event's index in the batch
 } s_dispatch_t;
 
 //  Encode ev in one format. NULL when it is too large or out of memory.
@@ -493,7 +577,8 @@ static evr_msg_t *s_encode(s_dispatch_t *d, evr_format_t format)
         self->in.too_large++;
         return NULL;
     }
-    evr_msg_t *msg = evr_msg_new(self->buf.data, self->buf.len, d->ev->name, 1);
+    evr_msg_t *msg =
+        evr_msg_new(self->buf.data, self->buf.len, d->ev->name, d->id, 1);
     if (msg)
         msg->raised_us = d->raised_us;
     return msg;
@@ -526,8 +611,10 @@ static evr_msg_t *s_payload(s_dispatch_t *d, unsigned formats)
     return d->bundles[formats];
 }
 
-//  Append one job for a worker.
-static int s_add_job(evr_relay_t *self, int w, evr_target_t *t, evr_msg_t *msg)
+//  Append one job for a worker (with a tracker hold to take when track is
+//  set: counted in track_jobs, taken before the jobs are handed over).
+static int s_add_job(evr_relay_t *self, int w, evr_target_t *t, evr_msg_t *msg,
+                     evr_track_t *track, uint32_t event)
 {
     if (self->njobs[w] == self->capjobs[w]) {
         size_t cap = self->capjobs[w] ? self->capjobs[w] * 2 : 1024;
@@ -537,7 +624,9 @@ static int s_add_job(evr_relay_t *self, int w, evr_target_t *t, evr_msg_t *msg)
         self->jobs[w] = grown;
         self->capjobs[w] = cap;
     }
-    self->jobs[w][self->njobs[w]++] = (evr_job_t){t, msg};
+    self->jobs[w][self->njobs[w]++] = (evr_job_t){t, msg, track, event};
+    if (track)
+        self->track_jobs++;
     return 0;
 }
 
@@ -558,6 +647,9 @@ static void s_on_sub(const evr_sub_info_t *info, void *arg)
     }
     if (d->too_large)
         return;
+    //  A subscriber: from here on the event fails unless a delivery works
+    if (d->track)
+        evr_track_expect(d->track, d->index);
     evr_msg_t *msg = s_payload(d, evr_target_formats(t));
     if (!msg)
         return;
@@ -566,7 +658,7 @@ static void s_on_sub(const evr_sub_info_t *info, void *arg)
         return;
     }
     int w = evr_target_worker(t);
-    if (s_add_job(self, w, t, msg)) {
+    if (s_add_job(self, w, t, msg, d->track, d->index)) {
         self->in.queue_full++;
         return;
     }
@@ -575,12 +667,20 @@ static void s_on_sub(const evr_sub_info_t *info, void *arg)
     self->in.delivered_to_queues++;
 }
 
-//  Queue one event; returns the number of live subscriptions matched, and
-//  sets *too_large (may be NULL) when the event was refused for its size.
+//  Queue one event with its id; returns the number of live subscriptions
+//  matched, and sets *too_large (may be NULL) when the event was refused
+//  for its size. track (may be NULL) gets a hold per job, for event
+//  number index of its batch.
 static size_t s_dispatch(evr_relay_t *self, const evr_event_view_t *ev,
-                         int64_t raised_us, int64_t now_ms, bool *too_large)
+                         int64_t raised_us, int64_t now_ms, bool *too_large,
+                         const char *id, evr_track_t *track, uint32_t index)
 {
-    s_dispatch_t d = {.self = self, .ev = ev, .raised_us = raised_us};
+    s_dispatch_t d = {.self = self,
+                      .ev = ev,
+                      .raised_us = raised_us,
+                      .id = id,
+                      .track = track,
+                      .index = index};
     size_t before = evr_table_event_count(self->table);
     size_t n = evr_table_lookup(self->table, ev->name, now_ms, s_on_sub, &d);
     if (n == 0) {
@@ -613,6 +713,9 @@ static void s_submit(evr_relay_t *self)
             for (size_t i = 0; i < self->njobs[w]; i++) {
                 evr_msg_unref(self->jobs[w][i].msg);
                 evr_target_unref(&self->jobs[w][i].target);
+                if (self->jobs[w][i].track)
+                    evr_track_done(self->jobs[w][i].track,
+                                   self->jobs[w][i].event, false);
             }
             self->in.queue_full += self->njobs[w];
         }
@@ -625,7 +728,11 @@ size_t evr_relay_raise(evr_relay_t *self, const evr_event_view_t *ev,
                        size_t *queued)
 {
     uint64_t before = self->in.delivered_to_queues;
-    size_t n = s_dispatch(self, ev, evr_wall_us(), evr_relay_now_ms(), NULL);
+    char id[S_ID_MAX];
+    snprintf(id, sizeof id, "relay-%" PRId64 "-%" PRIu64, self->boot_us,
+             ++self->raises);
+    size_t n = s_dispatch(self, ev, evr_wall_us(), evr_relay_now_ms(), NULL, id,
+                          NULL, 0);
     if (queued)
         *queued = (size_t)(self->in.delivered_to_queues - before);
     s_submit(self);
@@ -634,16 +741,26 @@ size_t evr_relay_raise(evr_relay_t *self, const evr_event_view_t *ev,
 
 //  --- ingest ---------------------------------------------------------------
 
-//  The de-duplication window of a producer instance (created on demand;
-//  the least recently seen one is forgotten when there are too many).
-static evr_dedup_t *s_window(evr_relay_t *self, const Evrelay__Publish *pub,
-                             int64_t now)
+//  The key of a producer instance: hex(producer id) ":" epoch.
+static void s_stream_key(char *key, const uint8_t *id, size_t len,
+                         uint64_t epoch)
 {
-    char key[64 * 2 + 32];
-    size_t len = pub->producer_id.len;
-    for (size_t i = 0; i < len; i++)
-        sprintf(key + i * 2, "%02x", pub->producer_id.data[i]);
-    sprintf(key + len * 2, ":%" PRIu64, pub->epoch);
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < len; i++) {
+        key[i * 2] = hex[id[i] >> 4];
+        key[i * 2 + 1] = hex[id[i] & 15];
+    }
+    sprintf(key + len * 2, ":%" PRIu64, epoch);
+}
+
+//  The state of a producer instance (created on demand; the least
+//  recently seen one is forgotten when there are too many). NULL when out
+//  of memory.
+static s_producer_t *s_stream(evr_relay_t *self, const Evrelay__Publish *pub,
+                              int64_t now)
+{
+    char key[S_KEY_MAX];
+    s_stream_key(key, pub->producer_id.data, pub->producer_id.len, pub->epoch);
     s_producer_t *p = zhashx_lookup(self->producers, key);
     if (!p) {
         if (zhashx_size(self->producers) >= self->cfg->max_producers) {
@@ -668,7 +785,78 @@ static evr_dedup_t *s_window(evr_relay_t *self, const Evrelay__Publish *pub,
         zhashx_insert(self->producers, key, p);
     }
     p->last_seen_ms = now;
-    return p->window;
+    return p;
+}
+
+//  Whether seq belongs to a DELIVERED batch of this stream still in
+//  progress here.
+static bool s_busy_has(const s_producer_t *p, uint64_t seq)
+{
+    for (size_t i = 0; i < p->nbusy && p->busy[i].first <= seq; i++)
+        if (seq <= p->busy[i].last)
+            return true;
+    return false;
+}
+
+//  Mark [first, last] in progress for track, keeping the list ordered by
+//  first (batches mostly arrive in order: search from the end). Returns 0
+//  or -1 when out of memory.
+static int s_busy_add(s_producer_t *p, uint64_t first, uint64_t last,
+                      const evr_track_t *track)
+{
+    if (p->nbusy == p->capbusy) {
+        size_t cap = p->capbusy ? p->capbusy * 2 : 16;
+        s_busy_t *grown = realloc(p->busy, cap * sizeof *grown);
+        if (!grown)
+            return -1;
+        p->busy = grown;
+        p->capbusy = cap;
+    }
+    size_t i = p->nbusy;
+    while (i > 0 && p->busy[i - 1].first > first)
+        i--;
+    memmove(&p->busy[i + 1], &p->busy[i], (p->nbusy - i) * sizeof *p->busy);
+    p->busy[i] = (s_busy_t){first, last, track};
+    p->nbusy++;
+    return 0;
+}
+
+//  Forget the range of track (batches mostly finish in order: search from
+//  the front).
+static void s_busy_remove(s_producer_t *p, const evr_track_t *track)
+{
+    for (size_t i = 0; i < p->nbusy; i++)
+        if (p->busy[i].track == track) {
+            memmove(&p->busy[i], &p->busy[i + 1],
+                    (p->nbusy - i - 1) * sizeof *p->busy);
+            p->nbusy--;
+            return;
+        }
+}
+
+//  The cumulative ack of a DELIVERED stream: received here and no longer
+//  in progress (every seq <= it).
+static uint64_t s_delivered_through(const s_producer_t *p)
+{
+    uint64_t through = evr_dedup_through(p->window);
+    if (p->nbusy && p->busy[0].first <= through)
+        through = p->busy[0].first - 1;
+    return through;
+}
+
+//  Append an offset to the scratch list. Returns 0 or -1.
+static int s_offset_add(evr_relay_t *self, uint32_t offset)
+{
+    if (self->noffsets == self->capoffsets) {
+        size_t cap = self->capoffsets ? self->capoffsets * 2 : 64;
+        uint32_t *grown = realloc(self->offsets, cap * sizeof *grown);
+        if (!grown)
+            return -1;
+        self->offsets = grown;
+        self->capoffsets = cap;
+    }
+    self->offsets[self->noffsets++] = offset;
+    return 0;
 }
 
 //  Send [envelope..., payload] on a ROUTER.
@@ -680,33 +868,171 @@ static void s_reply(void *sock, zmq_msg_t *env, int nenv, const void *data,
     zmq_send(sock, data, len, ZMQ_DONTWAIT);
 }
 
-//  Answer a publish with an Ack.
-static void s_ack(evr_relay_t *self, zmq_msg_t *env, int nenv,
-                  const Evrelay__Publish *pub, uint64_t through, uint32_t dups,
-                  uint32_t rejected, const char *error)
+//  Send an Ack.
+static void s_send_ack(evr_relay_t *self, zmq_msg_t *env, int nenv,
+                       const s_ackinfo_t *a)
 {
     Evrelay__Ack ack = EVRELAY__ACK__INIT;
     ack.version = EVR_PROTOCOL_VERSION;
-    if (pub) {
-        ack.producer_id = pub->producer_id;
-        ack.epoch = pub->epoch;
-        ack.first_seq = pub->first_seq;
-        ack.count = (uint32_t)pub->n_events;
-    }
-    ack.acked_through = through;
+    ack.producer_id.data = (uint8_t *)a->producer_id;
+    ack.producer_id.len = a->producer_len;
+    ack.epoch = a->epoch;
+    ack.first_seq = a->first_seq;
+    ack.count = a->count;
+    ack.acked_through = a->through;
     ack.status =
-        error ? EVRELAY__ACK__STATUS__REJECTED : EVRELAY__ACK__STATUS__OK;
-    ack.error = (char *)error;
-    ack.has_duplicates = dups > 0;
-    ack.duplicates = dups;
-    ack.has_rejected = rejected > 0;
-    ack.rejected = rejected;
-    uint8_t out[512];
+        a->error ? EVRELAY__ACK__STATUS__REJECTED : EVRELAY__ACK__STATUS__OK;
+    ack.error = (char *)a->error;
+    ack.has_duplicates = a->dups > 0;
+    ack.duplicates = a->dups;
+    ack.has_rejected = a->nrejected > 0;
+    ack.rejected = a->nrejected;
+    ack.n_rejected_offsets = a->nrejected;
+    ack.rejected_offsets = (uint32_t *)a->rejected;
+    ack.n_failed = a->nfailed;
+    ack.failed = (uint32_t *)a->failed;
     size_t len = evrelay__ack__get_packed_size(&ack);
-    if (len <= sizeof out) {
-        evrelay__ack__pack(&ack, out);
-        s_reply(self->ingest, env, nenv, out, len);
+    if (len > self->ackcap) {
+        uint8_t *grown = realloc(self->ackbuf, len);
+        if (!grown)
+            return; //  unanswered: the producer resends
+        self->ackbuf = grown;
+        self->ackcap = len;
     }
+    evrelay__ack__pack(&ack, self->ackbuf);
+    s_reply(self->ingest, env, nenv, self->ackbuf, len);
+}
+
+//  Answer a publish at once (ACCEPTED, or a batch refused as a whole).
+static void s_ack(evr_relay_t *self, zmq_msg_t *env, int nenv,
+                  const Evrelay__Publish *pub, uint64_t through, uint32_t dups,
+                  const uint32_t *rejected, uint32_t nrejected,
+                  const char *error)
+{
+    s_ackinfo_t a = {.producer_id = pub->producer_id.data,
+                     .producer_len = pub->producer_id.len,
+                     .epoch = pub->epoch,
+                     .first_seq = pub->first_seq,
+                     .count = (uint32_t)pub->n_events,
+                     .through = through,
+                     .dups = dups,
+                     .rejected = rejected,
+                     .nrejected = nrejected,
+                     .error = error};
+    s_send_ack(self, env, nenv, &a);
+}
+
+//  Tracker data destructor: close the envelope, free the lists.
+static void s_pending_free(void *data)
+{
+    s_pending_t *pd = data;
+    if (!pd)
+        return;
+    for (int i = 0; i < pd->nenv; i++)
+        zmq_msg_close(&pd->env[i]);
+    free(pd->env);
+    free(pd->rejected);
+    free(pd);
+}
+
+//  What the Ack of a DELIVERED batch will need, with the envelope moved in
+//  (unless silent). NULL when out of memory.
+static s_pending_t *s_pending_new(evr_relay_t *self, zmq_msg_t *env, int nenv,
+                                  const Evrelay__Publish *pub, uint32_t dups,
+                                  bool silent)
+{
+    s_pending_t *pd = calloc(1, sizeof *pd);
+    if (!pd)
+        return NULL;
+    pd->silent = silent;
+    if (!silent && nenv > 0) {
+        pd->env = calloc((size_t)nenv, sizeof *pd->env);
+        if (!pd->env) {
+            free(pd);
+            return NULL;
+        }
+        for (int i = 0; i < nenv; i++) {
+            zmq_msg_init(&pd->env[i]);
+            zmq_msg_move(&pd->env[i], &env[i]);
+        }
+        pd->nenv = nenv;
+    }
+    if (self->noffsets) {
+        pd->rejected = malloc(self->noffsets * sizeof *pd->rejected);
+        if (!pd->rejected) {
+            s_pending_free(pd);
+            return NULL;
+        }
+        memcpy(pd->rejected, self->offsets,
+               self->noffsets * sizeof *pd->rejected);
+        pd->nrejected = (uint32_t)self->noffsets;
+    }
+    memcpy(pd->producer_id, pub->producer_id.data, pub->producer_id.len);
+    pd->producer_len = pub->producer_id.len;
+    pd->epoch = pub->epoch;
+    pd->first_seq = pub->first_seq;
+    pd->count = (uint32_t)pub->n_events;
+    pd->dups = dups;
+    s_stream_key(pd->key, pub->producer_id.data, pub->producer_id.len,
+                 pub->epoch);
+    return pd;
+}
+
+//  A DELIVERED batch is final: clear its range and send its Ack, listing
+//  the events no subscriber took; destroys the tracker.
+static void s_track_finish(evr_relay_t *self, evr_track_t *track)
+{
+    s_pending_t *pd = evr_track_data(track);
+    s_producer_t *p = pd ? zhashx_lookup(self->producers, pd->key) : NULL;
+    if (p)
+        s_busy_remove(p, track);
+    if (pd && !pd->silent) {
+        self->noffsets = 0;
+        uint32_t n = evr_track_events(track);
+        for (uint32_t i = 0; i < n; i++)
+            if (evr_track_failed(track, i))
+                s_offset_add(self, i);
+        s_ackinfo_t a = {.producer_id = pd->producer_id,
+                         .producer_len = pd->producer_len,
+                         .epoch = pd->epoch,
+                         .first_seq = pd->first_seq,
+                         .count = pd->count,
+                         .through = p ? s_delivered_through(p) : 0,
+                         .dups = pd->dups,
+                         .rejected = pd->rejected,
+                         .nrejected = pd->nrejected,
+                         .failed = self->offsets,
+                         .nfailed = (uint32_t)self->noffsets};
+        s_send_ack(self, pd->env, pd->nenv, &a);
+        self->in.delivered_acks++;
+        self->in.failed_events += self->noffsets;
+    }
+    evr_track_destroy(&track);
+}
+
+//  Answer the DELIVERED batches whose deliveries became final (bounded per
+//  turn, like ingest).
+static void s_drain_trackers(evr_relay_t *self)
+{
+    for (int round = 0; round < 4096; round++) {
+        evr_track_t *track = evr_trackq_pop(self->trackq);
+        if (!track)
+            return;
+        s_track_finish(self, track);
+    }
+}
+
+//  The id prefix of a batch's events, "hex(producer id)-epoch-"; returns
+//  its length.
+static size_t s_id_prefix(char *id, const Evrelay__Publish *pub)
+{
+    s_stream_key(id, pub->producer_id.data, pub->producer_id.len, pub->epoch);
+    char *colon = id + pub->producer_id.len * 2;
+    *colon = '-';
+    size_t len = strlen(id);
+    id[len++] = '-';
+    id[len] = 0;
+    return len;
 }
 
 //  Handle one publish frame.
@@ -736,23 +1062,43 @@ static void s_on_publish(evr_relay_t *self, zmq_msg_t *env, int nenv,
     }
     if (!pub || refused) {
         if (pub)
-            s_ack(self, env, nenv, pub, 0, 0, 0, refused);
+            s_ack(self, env, nenv, pub, 0, 0, NULL, 0, refused);
+        s_arena_reset(&self->arena);
+        return;
+    }
+    bool delivered =
+        pub->has_ack_point && pub->ack_point == EVRELAY__ACK_POINT__DELIVERED;
+    bool none =
+        pub->has_ack_point && pub->ack_point == EVRELAY__ACK_POINT__NONE;
+    evr_track_t *track = NULL;
+    if (delivered &&
+        !(track = evr_track_new(self->trackq, (uint32_t)pub->n_events))) {
+        //  out of memory: nothing recorded, unanswered; the producer resends
         s_arena_reset(&self->arena);
         return;
     }
     int64_t now = evr_relay_now_ms();
-    evr_dedup_t *window = s_window(self, pub, now);
-    uint32_t dups = 0, rejected = 0;
+    s_producer_t *stream = s_stream(self, pub, now);
+    evr_dedup_t *window = stream ? stream->window : NULL;
+    uint32_t dups = 0;
+    bool held = false;
     evr_param_t *params = self->params;
+    char id[S_ID_MAX];
+    size_t prefix = s_id_prefix(id, pub);
+    self->noffsets = 0;
+    self->track_jobs = 0;
     self->in.batches++;
     for (size_t i = 0; i < pub->n_events; i++) {
         self->in.received++;
+        uint64_t seq = pub->first_seq + i;
         evr_dedup_result_t seen =
-            window ? evr_dedup_check(window, pub->first_seq + i)
-                   : EVR_DEDUP_NEW;
+            window ? evr_dedup_check(window, seq) : EVR_DEDUP_NEW;
         if (seen == EVR_DEDUP_DUPLICATE) {
             self->in.duplicates++;
             dups++;
+            //  its first delivery may still be in progress here
+            if (track && stream && s_busy_has(stream, seq))
+                held = true;
             continue;
         }
         if (seen == EVR_DEDUP_STALE)
@@ -761,20 +1107,42 @@ static void s_on_publish(evr_relay_t *self, zmq_msg_t *env, int nenv,
         evr_event_view_t view;
         if (evr_decode_event(e, params, self->cfg->max_params, &view)) {
             self->in.rejected++;
-            rejected++;
+            s_offset_add(self, (uint32_t)i);
             continue;
         }
+        snprintf(id + prefix, sizeof id - prefix, "%" PRIu64, seq);
         bool too_large = false;
         s_dispatch(self, &view, e->has_raised_us ? (int64_t)e->raised_us : 0,
-                   now, &too_large);
+                   now, &too_large, id, track, (uint32_t)i);
         if (too_large) {
             self->in.rejected++;
-            rejected++;
+            s_offset_add(self, (uint32_t)i);
         }
     }
+    if (track && self->track_jobs)
+        evr_track_hold(track, self->track_jobs);
     s_submit(self);
-    s_ack(self, env, nenv, pub, window ? evr_dedup_through(window) : 0, dups,
-          rejected, NULL);
+    if (!track) {
+        if (none)
+            self->in.unacked++;
+        else
+            s_ack(self, env, nenv, pub, window ? evr_dedup_through(window) : 0,
+                  dups, self->offsets, (uint32_t)self->noffsets, NULL);
+        s_arena_reset(&self->arena);
+        return;
+    }
+    self->in.delivered_batches++;
+    if (held)
+        self->in.held_back++;
+    s_pending_t *pd = s_pending_new(self, env, nenv, pub, dups, held);
+    //  out of memory: the batch is delivered but not answered (resent)
+    evr_track_set_data(track, pd, s_pending_free);
+    if (stream && pd && pub->n_events > 0 &&
+        s_busy_add(stream, pub->first_seq, pub->first_seq + pub->n_events - 1,
+                   track))
+        pd->silent = true; //  not tracked as busy: never answer it
+    if (evr_track_release(track))
+        s_track_finish(self, track);
     s_arena_reset(&self->arena);
 }
 
@@ -888,14 +1256,15 @@ int evr_relay_run(evr_relay_t *self)
               self->cfg->ingest, self->cfg->control, self->nworkers);
     int64_t next_sweep = evr_relay_now_ms() + self->cfg->sweep_ms;
     while (!s_stop) {
-        zmq_pollitem_t items[3 + EVR_CLUSTER_MAX_POLL] = {
+        zmq_pollitem_t items[4 + EVR_CLUSTER_MAX_POLL] = {
             {self->ingest, 0, ZMQ_POLLIN, 0},
             {self->control, 0, ZMQ_POLLIN, 0},
+            {NULL, evr_trackq_fd(self->trackq), ZMQ_POLLIN, 0},
             {self->http_core, 0, ZMQ_POLLIN, 0}};
         int64_t now = evr_relay_now_ms();
         long timeout = next_sweep > now ? (long)(next_sweep - now) : 0;
         //  the cluster's sockets follow ours, and its timers bound the wait
-        size_t nbase = self->http_core ? 3 : 2, ncluster = 0;
+        size_t nbase = self->http_core ? 4 : 3, ncluster = 0;
         if (self->cluster) {
             ncluster = evr_cluster_poll_items(self->cluster, items + nbase,
                                               EVR_CLUSTER_MAX_POLL);
@@ -910,9 +1279,11 @@ int evr_relay_run(evr_relay_t *self)
             evr_target_reopen_all();
             zsys_info("SIGHUP: reopening flatstore files");
         }
+        if (rc > 0 && (items[2].revents & ZMQ_POLLIN))
+            s_drain_trackers(self);
         if (rc > 0 && (items[1].revents & ZMQ_POLLIN))
             s_drain_control(self, self->control);
-        if (rc > 0 && self->http_core && (items[2].revents & ZMQ_POLLIN))
+        if (rc > 0 && self->http_core && (items[3].revents & ZMQ_POLLIN))
             s_drain_control(self, self->http_core);
         if (rc > 0 && (items[0].revents & ZMQ_POLLIN))
             s_drain_ingest(self);
@@ -1028,6 +1399,9 @@ json_t *evr_relay_stats(evr_relay_t *self)
         json_integer((json_int_t)evr_table_event_count(self->table)));
     json_object_set_new(table, "producers",
                         json_integer((json_int_t)zhashx_size(self->producers)));
+    json_object_set_new(
+        table, "pending_batches",
+        json_integer((json_int_t)evr_trackq_live(self->trackq)));
     json_object_set_new(root, "table", table);
     if (self->cluster)
         json_object_set_new(root, "cluster", evr_cluster_stats(self->cluster));

@@ -17,12 +17,25 @@ typedef struct {
 #f, offsetof(evr_control_stats_t, f)                                   \
     }
 
-static const s_name_t s_ingest[] = {
-    S_IN(batches),         S_IN(received),    S_IN(delivered_to_queues),
-    S_IN(duplicates),      S_IN(stale),       S_IN(malformed),
-    S_IN(too_large),       S_IN(bad_version), S_IN(rejected),
-    S_IN(no_subscribers),  S_IN(queue_full),  S_IN(producers_evicted),
-    S_IN(events_overflow), {NULL, 0}};
+static const s_name_t s_ingest[] = {S_IN(batches),
+                                    S_IN(received),
+                                    S_IN(delivered_to_queues),
+                                    S_IN(duplicates),
+                                    S_IN(stale),
+                                    S_IN(malformed),
+                                    S_IN(too_large),
+                                    S_IN(bad_version),
+                                    S_IN(rejected),
+                                    S_IN(no_subscribers),
+                                    S_IN(queue_full),
+                                    S_IN(producers_evicted),
+                                    S_IN(events_overflow),
+                                    S_IN(delivered_batches),
+                                    S_IN(delivered_acks),
+                                    S_IN(held_back),
+                                    S_IN(failed_events),
+                                    S_IN(unacked),
+                                    {NULL, 0}};
 
 static const s_name_t s_control[] = {S_CT(requests),  S_CT(errors),
                                      S_CT(malformed), S_CT(too_large),

@@ -25,6 +25,12 @@ typedef struct {
     uint64_t queue_full; //  (event, target) pairs dropped: target queue full
     uint64_t producers_evicted; //  producer windows forgotten (LRU)
     uint64_t events_overflow;   //  new event names refused: registry full
+    uint64_t delivered_batches; //  publish messages with the DELIVERED point
+    uint64_t delivered_acks;    //  their Acks, sent once deliveries were final
+    uint64_t held_back;     //  DELIVERED publishes not answered: they repeat
+                            //  events whose first delivery is still in progress
+    uint64_t failed_events; //  events listed in Ack.failed
+    uint64_t unacked;       //  NONE: publish messages accepted without Ack
 } evr_ingest_stats_t;
 
 typedef struct {

@@ -79,7 +79,8 @@ bool evr_reactor_stopping(const evr_reactor_t *reactor)
 static void s_take_batch(evr_reactor_t *r, s_batch_t *batch)
 {
     for (size_t i = 0; i < batch->n; i++) {
-        evr_target_push(batch->jobs[i].target, r, batch->jobs[i].msg);
+        evr_target_push(batch->jobs[i].target, r, batch->jobs[i].msg,
+                        batch->jobs[i].track, batch->jobs[i].event);
         evr_target_unref(&batch->jobs[i].target);
     }
     free(batch->jobs);

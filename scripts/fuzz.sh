@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
 CC=clang cmake -S . -B build-fuzz -DEVR_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build-fuzz -j"$(nproc)" --target fuzz_publish fuzz_sockspec
-for target in publish sockspec; do
+cmake --build build-fuzz -j"$(nproc)" --target fuzz_publish fuzz_sockspec fuzz_agent
+for target in publish sockspec agent; do
   work=$(mktemp -d)
   cp tests/fuzz/corpus/$target/* "$work"/
   log=$(mktemp)

@@ -11,6 +11,7 @@ PACKAGES=(
   libjansson-dev libinih-dev libcurl4-openssl-dev libmicrohttpd-dev
   python3-prometheus-client prometheus
   rabbitmq-server
+  kamailio kamailio-extra-modules
   clang libclang-rt-14-dev clang-format valgrind
 )
 

@@ -81,6 +81,7 @@ struct _evr_sockspec_t {
     evr_policy_t policy;       //  virtual: policy
     size_t child_count;        //  virtual: number of children
     evr_sockspec_t **children; //  virtual: the children
+    bool event_id;             //  evid: deliver the event id in the payload
 };
 
 //  A growing string, for building canonical forms and match keys.
@@ -1393,6 +1394,55 @@ static int s_check_text(const char *text, bool is_virtual, char *err,
 }
 
 //  --------------------------------------------------------------------------
+//  Parse "evid:SOCKET": SOCKET parsed in full (not virtual, not evid
+//  again), marked to carry the event id, with "evid:" in front of its
+//  canonical form and match key. NULL with a reason on failure.
+
+static evr_sockspec_t *s_parse_evid(const char *text, char *err, size_t errlen)
+{
+    const char *inner = text + 5;
+    if (strncmp(inner, "virtual:", 8) == 0) {
+        s_error(err, errlen,
+                "evid: cannot wrap a virtual socket (wrap its children "
+                "instead: virtual:POLICY evid:SOCKET ...)");
+        return NULL;
+    }
+    if (strncmp(inner, "evid:", 5) == 0) {
+        s_error(err, errlen, "evid: given twice");
+        return NULL;
+    }
+    char inner_err[256];
+    evr_sockspec_t *self =
+        evr_sockspec_parse(inner, inner_err, sizeof(inner_err));
+    if (!self) {
+        s_error(err, errlen, "evid: %s", inner_err);
+        return NULL;
+    }
+    char *canonical = s_strprintf("evid:%s", self->canonical);
+    char *match_key = s_strprintf("evid:%s", self->match_key);
+    if (!canonical || !match_key) {
+        free(canonical);
+        free(match_key);
+        evr_sockspec_destroy(&self);
+        s_error(err, errlen, "out of memory");
+        return NULL;
+    }
+    free(self->canonical);
+    free(self->match_key);
+    self->canonical = canonical;
+    self->match_key = match_key;
+    self->event_id = true;
+    if (strlen(self->canonical) > EVR_SOCKSPEC_MAX) {
+        s_error(err, errlen,
+                "evid: canonical form would be %zu bytes, longer than %d",
+                strlen(self->canonical), EVR_SOCKSPEC_MAX);
+        evr_sockspec_destroy(&self);
+        return NULL;
+    }
+    return self;
+}
+
+//  --------------------------------------------------------------------------
 //  Parse a socket string. On success returns a new spec; on failure
 //  returns NULL and writes a one-line reason into err.
 
@@ -1404,6 +1454,8 @@ evr_sockspec_t *evr_sockspec_parse(const char *text, char *err, size_t errlen)
         s_error(err, errlen, "no socket string given");
         return NULL;
     }
+    if (strncmp(text, "evid:", 5) == 0)
+        return s_parse_evid(text, err, errlen);
     bool is_virtual = strncmp(text, "virtual:", 8) == 0;
     if (s_check_text(text, is_virtual, err, errlen) < 0)
         return NULL;
@@ -1563,6 +1615,7 @@ evr_sockspec_t *evr_sockspec_dup(const evr_sockspec_t *self)
     copy->zmq_pub = self->zmq_pub;
     copy->tls = self->tls;
     copy->policy = self->policy;
+    copy->event_id = self->event_id;
     if (s_copy_field(&copy->canonical, self->canonical) < 0 ||
         s_copy_field(&copy->match_key, self->match_key) < 0 ||
         s_copy_field(&copy->host, self->host) < 0 ||
@@ -1736,4 +1789,13 @@ const evr_sockspec_t *evr_sockspec_child(const evr_sockspec_t *self, size_t i)
 {
     assert(self);
     return i < self->child_count ? self->children[i] : NULL;
+}
+
+//  --------------------------------------------------------------------------
+//  evid: whether the subscriber wants the event id in its payloads.
+
+int evr_sockspec_event_id(const evr_sockspec_t *self)
+{
+    assert(self);
+    return self->event_id ? 1 : 0;
 }

@@ -18,6 +18,11 @@
         virtual:POLICY S1 S2 ...     POLICY = PARALLEL, FAILOVER or
                                ROUND-ROBIN; children separated by any run
                                of spaces or tabs; a child cannot be virtual
+        evid:SOCKET            any of the above but virtual (also as a
+                               virtual child): the subscriber gets the
+                               event id as the first param, evrelay_id
+                               (docs/OPERATIONS.md); the canonical form
+                               and the match key keep the prefix
 
     Each parsed spec has a canonical string (how listings print it) and a
     match key: two subscriptions refer to the same subscriber exactly when
@@ -108,6 +113,10 @@ int evr_sockspec_zmq_pub(const evr_sockspec_t *self);
 
 //  http: 1 for https.
 int evr_sockspec_tls(const evr_sockspec_t *self);
+
+//  evid: 1 when the subscriber asked for the event id in its payloads
+//  (the transport is the wrapped socket's), 0 otherwise.
+int evr_sockspec_event_id(const evr_sockspec_t *self);
 
 //  virtual: the policy; 0 for others.
 evr_policy_t evr_sockspec_policy(const evr_sockspec_t *self);

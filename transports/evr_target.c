@@ -6,6 +6,7 @@
 */
 #include "evr_transport.h"
 #include "evr_event.h"
+#include "evr_payload.h"
 
 #include <czmq.h>
 #include <netdb.h>
@@ -53,12 +54,14 @@ const uint64_t evr_latency_bounds_us[EVR_LATENCY_BUCKETS] = {
 
 //  --- messages -------------------------------------------------------------
 
-//  Allocate a message holding a copy of len bytes and the event name.
+//  Allocate a message holding a copy of len bytes, the event name and the
+//  event id.
 evr_msg_t *evr_msg_new(const void *data, size_t len, const char *event,
-                       int refs)
+                       const char *id, int refs)
 {
     size_t elen = event ? strlen(event) : 0;
-    evr_msg_t *msg = malloc(sizeof(evr_msg_t) + len + elen + 1);
+    size_t ilen = id ? strlen(id) : 0;
+    evr_msg_t *msg = malloc(sizeof(evr_msg_t) + len + elen + ilen + 2);
     if (!msg)
         return NULL;
     msg->refs = refs;
@@ -71,20 +74,26 @@ evr_msg_t *evr_msg_new(const void *data, size_t len, const char *event,
         memcpy(name, event, elen);
     name[elen] = 0;
     msg->event = name;
+    char *text = name + elen + 1;
+    if (ilen)
+        memcpy(text, id, ilen);
+    text[ilen] = 0;
+    msg->id = text;
     return msg;
 }
 
 //  Allocate a bundle taking one reference to each non-NULL part.
 evr_msg_t *evr_msg_bundle(evr_msg_t *parts[EVR_FORMAT_COUNT], int refs)
 {
-    const char *event = NULL;
+    const char *event = NULL, *id = NULL;
     int64_t raised_us = 0;
     for (int f = 0; f < EVR_FORMAT_COUNT; f++)
         if (parts[f]) {
             event = parts[f]->event;
+            id = parts[f]->id;
             raised_us = parts[f]->raised_us;
         }
-    evr_msg_t *msg = evr_msg_new("", 0, event, refs);
+    evr_msg_t *msg = evr_msg_new("", 0, event, id, refs);
     if (!msg)
         return NULL;
     msg->raised_us = raised_us;
@@ -217,8 +226,7 @@ void evr_target_unref(evr_target_t **self_p)
     while (self->count) {
         evr_delivery_t d;
         evr_target_take(self, &d);
-        evr_msg_unref(d.msg);
-        evr_msg_unref(d.bundle);
+        evr_delivery_forget(&d);
         evr_target_unref(&d.parent);
     }
     free(self->ring);
@@ -410,23 +418,54 @@ int evr_target_take(evr_target_t *self, evr_delivery_t *out)
     return 0;
 }
 
+//  The payload for an evid: target: msg with the event id added as the
+//  first param (a new message; the reference to msg is dropped), or msg
+//  itself when the target did not ask for it, the message is a bundle
+//  (virtual parents pass ids on to their children), or the rewrite
+//  failed (out of memory).
+static evr_msg_t *s_with_id(evr_target_t *self, evr_msg_t *msg)
+{
+    if (!evr_sockspec_event_id(self->spec) || msg->len == 0)
+        return msg;
+    evr_buf_t buf = {0};
+    int rc;
+    if (self->format == EVR_FORMAT_JSONRPC)
+        rc = evr_payload_jsonrpc_add_id(&buf, msg->data, msg->len, msg->id);
+    else if (self->format == EVR_FORMAT_LEGACY)
+        rc = evr_payload_legacy_add_id(&buf, msg->data, msg->len, msg->id);
+    else
+        rc = evr_payload_flatstore_add_id(
+            &buf, msg->data, msg->len, msg->event, self->opts->flat_delimiter,
+            self->opts->flat_suppress_name, msg->id);
+    evr_msg_t *out =
+        rc == 0 ? evr_msg_new(buf.data, buf.len, msg->event, msg->id, 1) : NULL;
+    evr_buf_free(&buf);
+    if (!out)
+        return msg;
+    out->raised_us = msg->raised_us;
+    evr_msg_unref(msg);
+    return out;
+}
+
 //  Worker: queue a message admitted by the core.
-void evr_target_push(evr_target_t *self, evr_reactor_t *reactor, evr_msg_t *msg)
+void evr_target_push(evr_target_t *self, evr_reactor_t *reactor, evr_msg_t *msg,
+                     evr_track_t *track, uint32_t event)
 {
     self->reactor = reactor;
-    evr_delivery_t d = {.msg = msg};
+    evr_delivery_t d = {.msg = msg, .track = track, .event = event};
     if (msg->len == 0 && msg->parts[0] == NULL && msg->parts[1] == NULL &&
         msg->parts[2] == NULL) {
         //  cannot happen: the core never queues an empty message
         evr_target_dequeued(self);
         evr_target_count(self, 0, EVR_OUTCOME_DROPPED);
-        evr_msg_unref(msg);
+        evr_delivery_forget(&d);
         return;
     }
+    d.msg = s_with_id(self, msg);
     if (s_ring_push(self, &d)) {
         evr_target_dequeued(self);
         evr_target_count(self, 0, EVR_OUTCOME_DROPPED);
-        evr_msg_unref(msg);
+        evr_delivery_forget(&d);
         return;
     }
     evr_reactor_wake(reactor, self);
@@ -437,7 +476,10 @@ int evr_target_enqueue(evr_target_t *self, evr_delivery_t *d)
 {
     if (d->parent)
         self->reactor = evr_target_reactor(d->parent);
-    if (S_GET(&self->queued) >= self->opts->queue_limit || s_ring_push(self, d))
+    if (S_GET(&self->queued) >= self->opts->queue_limit)
+        return -1;
+    d->msg = s_with_id(self, d->msg);
+    if (s_ring_push(self, d))
         return -1;
     S_ADD(&self->queued, 1);
     if (self->reactor)
@@ -483,6 +525,24 @@ void evr_target_count(evr_target_t *self, int64_t raised_us,
     }
 }
 
+//  Let a delivery's tracker hold go (no-op without one).
+void evr_delivery_settle(evr_delivery_t *d, bool ok)
+{
+    if (d->track) {
+        evr_track_done(d->track, d->event, ok);
+        d->track = NULL;
+    }
+}
+
+//  Release a delivery that will never get an outcome.
+void evr_delivery_forget(evr_delivery_t *d)
+{
+    evr_msg_unref(d->msg);
+    evr_msg_unref(d->bundle);
+    d->msg = d->bundle = NULL;
+    evr_delivery_settle(d, false);
+}
+
 //  Report the outcome of a delivery.
 void evr_target_complete(evr_target_t *self, evr_delivery_t *d, bool ok)
 {
@@ -495,6 +555,7 @@ void evr_target_complete(evr_target_t *self, evr_delivery_t *d, bool ok)
     }
     evr_msg_unref(d->msg);
     evr_msg_unref(d->bundle);
+    evr_delivery_settle(d, ok);
 }
 
 //  Complete the n oldest waiting deliveries with the same outcome.
@@ -546,10 +607,8 @@ void evr_target_abort(evr_target_t *self)
         evr_target_count(self, 0, EVR_OUTCOME_DROPPED);
         if (d.parent)
             evr_tr_virtual_child_done(d.parent, self, &d, false);
-        else {
-            evr_msg_unref(d.msg);
-            evr_msg_unref(d.bundle);
-        }
+        else
+            evr_delivery_forget(&d);
     }
 }
 

@@ -37,14 +37,16 @@ struct _evr_msg_t {
     uint32_t len;
     int64_t raised_us; //  producer's raise time, 0 if unknown
     const char *event; //  event name (points into data or a bundle part)
+    const char *id;    //  event id (docs/OPERATIONS.md), "" if unknown
     evr_msg_t *parts[EVR_FORMAT_COUNT]; //  bundle only
     char data[];
 };
 
 //  Allocate a message holding a copy of len bytes, with `refs` references.
-//  event (copied after the payload) names the event.
+//  event and id (copied after the payload; NULL = "") name the event and
+//  its event id.
 evr_msg_t *evr_msg_new(const void *data, size_t len, const char *event,
-                       int refs);
+                       const char *id, int refs);
 
 //  Allocate a bundle taking one reference to each non-NULL part.
 evr_msg_t *evr_msg_bundle(evr_msg_t *parts[EVR_FORMAT_COUNT], int refs);
@@ -69,6 +71,8 @@ typedef struct {
     int amqp_heartbeat_s;        //  rabbitmq: heartbeat (0 = off)
     size_t queue_limit;          //  per target; virtual children too
     void *zmq_ctx;               //  the relay's ZeroMQ context (zmq transport)
+    const char *flat_delimiter;  //  flatstore delimiter (evid: rewrites)
+    bool flat_suppress_name;     //  flatstore lines without the name
 } evr_target_opts_t;
 
 typedef struct _evr_target_t evr_target_t;

@@ -1,7 +1,8 @@
 /*  evr_tr_http.c - http:// and https:// targets: JSON webhooks.
 
     Each event is one POST of its JSON-RPC payload to the URL, with
-    `Content-Type: application/json`. A 2xx answer is a delivery; anything
+    `Content-Type: application/json` and `X-Evrelay-Event-Id: ID` (the
+    event id, docs/OPERATIONS.md; left out for an event without one). A 2xx answer is a delivery; anything
     else (another status, a timeout, a refused or broken connection) is a
     failure, counted and never retried (FAILOVER and ROUND-ROBIN move the
     event on to their next child). Redirects are not followed.
@@ -54,6 +55,7 @@ typedef struct {
     CURL *easy;
     evr_delivery_t d;
     bool running;
+    struct curl_slist *headers; //  the target's, plus the event id's
     char error[CURL_ERROR_SIZE];
 } s_req_t;
 
@@ -183,6 +185,35 @@ static s_req_t *s_req_new(evr_target_t *t, s_state_t *st)
     return req;
 }
 
+//  Worker: the request's headers: the target's, then the event id (when
+//  that list cannot be made, the target's alone).
+static void s_set_headers(s_state_t *st, s_req_t *req)
+{
+    curl_slist_free_all(req->headers);
+    req->headers = NULL;
+    const char *id = req->d.msg->id;
+    if (id && id[0]) {
+        char line[256];
+        snprintf(line, sizeof line, "X-Evrelay-Event-Id: %.200s", id);
+        struct curl_slist *h = NULL;
+        for (struct curl_slist *o = st->headers; o; o = o->next) {
+            struct curl_slist *grown = curl_slist_append(h, o->data);
+            if (!grown)
+                goto failed;
+            h = grown;
+        }
+        struct curl_slist *grown = curl_slist_append(h, line);
+        if (!grown)
+            goto failed;
+        req->headers = grown;
+        curl_easy_setopt(req->easy, CURLOPT_HTTPHEADER, req->headers);
+        return;
+    failed:
+        curl_slist_free_all(h);
+    }
+    curl_easy_setopt(req->easy, CURLOPT_HTTPHEADER, st->headers);
+}
+
 //  Log the first failure after a success, and the first success after
 //  failures: the counters carry the rest.
 static void s_note(evr_target_t *t, s_state_t *st, const s_req_t *req,
@@ -247,6 +278,7 @@ static void s_flush(evr_target_t *t, int64_t now_us)
         }
         evr_target_take(t, &req->d);
         req->error[0] = 0;
+        s_set_headers(st, req);
         //  the body stays in the message, referenced until completion
         const char *body = req->d.msg->data;
         curl_easy_setopt(req->easy, CURLOPT_POSTFIELDSIZE,
@@ -367,6 +399,7 @@ static size_t s_teardown(s_state_t *st, evr_delivery_t *out)
             out[n++] = req->d;
         }
         curl_easy_cleanup(req->easy);
+        curl_slist_free_all(req->headers);
         free(req);
     }
     if (st->multi)
@@ -401,10 +434,8 @@ static void s_close(evr_target_t *t)
         return;
     evr_delivery_t gone[S_MAX_INFLIGHT];
     size_t n = s_teardown(st, gone);
-    for (size_t i = 0; i < n; i++) {
-        evr_msg_unref(gone[i].msg);
-        evr_msg_unref(gone[i].bundle);
-    }
+    for (size_t i = 0; i < n; i++)
+        evr_delivery_forget(&gone[i]);
     curl_slist_free_all(st->headers);
     free(st->socks);
     free(st);

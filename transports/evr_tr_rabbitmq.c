@@ -6,15 +6,19 @@
     a basic.publish on channel 1: exchange (default ""), the socket's
     routing key, mandatory=1, immediate=0, the JSON-RPC notification as
     body, and fully initialised properties (OpenSIPS #4223): content_type
-    application/json, message_id "<event>-<n>" (n counts this target's
-    publishes), delivery_mode 2 for `persistent` sockets.
+    application/json, message_id = the event id (docs/OPERATIONS.md: the
+    same for every copy and every resend of one event, so consumers can
+    de-duplicate; "<event>-<n>" with n counting this target's publishes
+    for an event without one), delivery_mode 2 for `persistent` sockets.
 
     Outcomes come from publisher confirms (confirm.select), never from the
     hand-off: a basic.ack (with `multiple`) makes a delivery delivered, a
     basic.nack failed. A message the broker cannot route comes back as
     basic.return + content header + body BEFORE the broker's basic.ack for
     it; the return is matched to its delivery by the message_id it carries
-    and that delivery fails when its ack arrives. So a virtual FAILOVER
+    (the oldest publish in flight with that id and no return yet: the
+    broker handles a channel's publishes in order) and that delivery fails
+    when its ack arrives. So a virtual FAILOVER
     moves an event on when the broker did not take it (OpenSIPS #1510).
 
     Blocking, and how long: librabbitmq 0.11 has blocking calls only.
@@ -95,7 +99,7 @@
 //  A publish waiting for its confirm.
 typedef struct {
     evr_delivery_t d; //  d.tag: delivery tag; d.t_us: when published
-    uint64_t n;       //  its number in message_id "<event>-<n>"
+    uint64_t n;       //  its number, for a message_id "<event>-<n>"
     bool returned;    //  basic.return seen: its confirm is a failure
     bool done;        //  completed already (a single ack or nack)
 } s_flight_t;
@@ -307,11 +311,15 @@ static int s_write(s_state_t *st, int64_t now_us)
 
 //  --- in flight -----------------------------------------------------------
 
-//  The message_id of publish number n: "<event>-<n>".
+//  The message_id of publish number n: the event id, or "<event>-<n>" for
+//  an event without one.
 static void s_message_id(char *buf, size_t size, const evr_msg_t *msg,
                          uint64_t n)
 {
-    snprintf(buf, size, "%.200s-%" PRIu64, msg->event, n);
+    if (msg->id && msg->id[0])
+        snprintf(buf, size, "%.200s", msg->id);
+    else
+        snprintf(buf, size, "%.200s-%" PRIu64, msg->event, n);
 }
 
 //  The i-th publish in flight (0 = oldest).
@@ -383,33 +391,24 @@ static void s_confirm(evr_target_t *t, uint64_t tag, bool multiple, bool ok)
 }
 
 //  The header of returned content names its message: mark that publish
-//  returned, so the ack that follows it counts as a failure.
+//  returned, so the ack that follows it counts as a failure. The broker
+//  returns in publish order, before the acks: the oldest publish in flight
+//  with that message_id and no return yet is the one.
 static void s_mark_returned(evr_target_t *t, amqp_bytes_t message_id)
 {
     s_state_t *st = evr_target_state(t);
-    const char *id = message_id.bytes;
-    size_t len = message_id.len, dash = len;
-    while (dash > 0 && id[dash - 1] != '-')
-        dash--;
-    if (dash == 0 || dash == len || len - dash > 20 || !st->count)
-        return;
-    uint64_t n = 0;
-    for (size_t i = dash; i < len; i++) {
-        if (id[i] < '0' || id[i] > '9')
-            return;
-        n = n * 10 + (uint64_t)(id[i] - '0');
-    }
-    //  publish numbers in flight are consecutive
-    uint64_t first = s_flight(st, 0)->n;
-    if (n < first || n - first >= st->count)
-        return;
-    s_flight_t *f = s_flight(st, (size_t)(n - first));
     char expect[S_SHORTSTR + 1];
-    if (f->done || !f->d.msg)
-        return;
-    s_message_id(expect, sizeof expect, f->d.msg, f->n);
-    if (strlen(expect) == len && memcmp(expect, id, len) == 0)
-        f->returned = true;
+    for (size_t i = 0; i < st->count; i++) {
+        s_flight_t *f = s_flight(st, i);
+        if (f->done || f->returned || !f->d.msg)
+            continue;
+        s_message_id(expect, sizeof expect, f->d.msg, f->n);
+        if (strlen(expect) == message_id.len &&
+            memcmp(expect, message_id.bytes, message_id.len) == 0) {
+            f->returned = true;
+            return;
+        }
+    }
 }
 
 //  --- the connection ------------------------------------------------------
@@ -824,10 +823,8 @@ static void s_close(evr_target_t *t)
     s_disconnect(st, AMQP_CONNECTION_CLOSE_METHOD);
     for (size_t i = 0; st->flight && i < st->count; i++) {
         s_flight_t *f = s_flight(st, i);
-        if (!f->done) {
-            evr_msg_unref(f->d.msg);
-            evr_msg_unref(f->d.bundle);
-        }
+        if (!f->done)
+            evr_delivery_forget(&f->d);
     }
     free(st->flight);
     free(st->out);

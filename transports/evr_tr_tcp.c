@@ -170,16 +170,13 @@ static void s_close(evr_target_t *t)
     if (st->fd >= 0)
         close(st->fd);
     if (st->has_partial) {
-        evr_msg_unref(st->partial.msg);
-        evr_msg_unref(st->partial.bundle);
+        evr_delivery_forget(&st->partial);
     }
     if (st->ring)
         for (uint64_t id = st->first_id; id < st->next_id; id++) {
             evr_delivery_t *d = &st->ring[S_SLOT(id)];
-            if (d->msg) {
-                evr_msg_unref(d->msg);
-                evr_msg_unref(d->bundle);
-            }
+            if (d->msg)
+                evr_delivery_forget(d);
         }
     free(st->ring);
     evr_buf_free(&st->out);

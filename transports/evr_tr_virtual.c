@@ -19,6 +19,11 @@
                  marked failed are skipped; a failed send moves on to the
                  next child within the same event.
 
+    Delivery trackers (DELIVERED ack point): FAILOVER and ROUND-ROBIN move
+    the event's hold from child to child, so it is let go only when the
+    event is final (a child confirmed, or none is left); PARALLEL gives
+    every copy a hold of its own and lets the event's go.
+
     Policy state (the round-robin cursor, failure marks) is local to this
     relay. Children are tracked in a 32-bit mask per event, hence at most
     EVR_MAX_CHILDREN children.
@@ -99,8 +104,10 @@ static int s_pick(const evr_target_t *t, const s_state_t *st, uint32_t tried,
 }
 
 //  FAILOVER / ROUND-ROBIN: hand the event to the next child. Takes the
-//  reference in `event`. The event fails when no child is left.
-static void s_route(evr_target_t *t, evr_msg_t *event, uint32_t tried)
+//  reference in `event` and the tracker hold in `hold` (its track may be
+//  NULL). The event fails when no child is left.
+static void s_route(evr_target_t *t, evr_msg_t *event, uint32_t tried,
+                    evr_delivery_t *hold)
 {
     s_state_t *st = evr_target_state(t);
     int64_t now_us = zclock_usecs();
@@ -116,10 +123,14 @@ static void s_route(evr_target_t *t, evr_msg_t *event, uint32_t tried)
         evr_delivery_t d = {.msg = s_part(event, child),
                             .bundle = event,
                             .parent = t,
-                            .tried = tried};
+                            .tried = tried,
+                            .event = hold->event,
+                            .track = hold->track};
         evr_target_ref(t); //  the delivery's reference to its parent
-        if (evr_target_enqueue(child, &d) == 0)
+        if (evr_target_enqueue(child, &d) == 0) {
+            hold->track = NULL; //  moved to the child's delivery
             return;
+        }
         //  the child's queue is full: count it there, try the next one
         evr_target_count(child, 0, EVR_OUTCOME_DROPPED);
         evr_msg_unref(d.msg);
@@ -128,26 +139,35 @@ static void s_route(evr_target_t *t, evr_msg_t *event, uint32_t tried)
     evr_target_dequeued(t);
     evr_target_count(t, 0, EVR_OUTCOME_FAILED);
     evr_msg_unref(event);
+    evr_delivery_settle(hold, false);
 }
 
-//  PARALLEL: a copy for every child.
-static void s_fan_out(evr_target_t *t, evr_msg_t *event)
+//  PARALLEL: a copy for every child, each with a tracker hold of its own;
+//  the event's hold (in `hold`) is let go.
+static void s_fan_out(evr_target_t *t, evr_msg_t *event, evr_delivery_t *hold)
 {
     s_state_t *st = evr_target_state(t);
     evr_target_dequeued(t);
+    if (hold->track)
+        evr_track_hold(hold->track, st->n);
     for (size_t i = 0; i < st->n; i++) {
         evr_target_t *child = evr_target_child_mut(t, i);
-        evr_delivery_t d = {
-            .msg = s_part(event, child), .parent = t, .tried = 1u << i};
+        evr_delivery_t d = {.msg = s_part(event, child),
+                            .parent = t,
+                            .tried = 1u << i,
+                            .event = hold->event,
+                            .track = hold->track};
         evr_target_ref(t); //  the delivery's reference to its parent
         if (evr_target_enqueue(child, &d)) {
             evr_target_count(child, 0, EVR_OUTCOME_DROPPED);
             evr_target_count(t, 0, EVR_OUTCOME_FAILED);
             evr_msg_unref(d.msg);
+            evr_delivery_settle(&d, false);
             evr_target_unref(&d.parent);
         }
     }
     evr_msg_unref(event);
+    evr_delivery_settle(hold, false);
 }
 
 //  Route every queued event to the children.
@@ -157,9 +177,9 @@ static void s_flush(evr_target_t *t, int64_t now_us)
     evr_delivery_t d;
     while (evr_target_take(t, &d) == 0) {
         if (st->policy == EVR_POLICY_PARALLEL)
-            s_fan_out(t, d.msg);
+            s_fan_out(t, d.msg, &d);
         else
-            s_route(t, d.msg, 0);
+            s_route(t, d.msg, 0, &d);
     }
 }
 
@@ -177,6 +197,7 @@ static void s_child_done(evr_target_t *parent, evr_target_t *child,
     if (st->policy == EVR_POLICY_PARALLEL) {
         evr_target_count(parent, raised_us,
                          ok ? EVR_OUTCOME_DELIVERED : EVR_OUTCOME_FAILED);
+        evr_delivery_settle(d, ok);
         return;
     }
     if (i < st->n)
@@ -188,9 +209,10 @@ static void s_child_done(evr_target_t *parent, evr_target_t *child,
         evr_target_count(parent, raised_us,
                          ok ? EVR_OUTCOME_DELIVERED : EVR_OUTCOME_DROPPED);
         evr_msg_unref(d->bundle);
+        evr_delivery_settle(d, ok);
         return;
     }
-    s_route(parent, d->bundle, d->tried);
+    s_route(parent, d->bundle, d->tried, d);
 }
 
 //  A child reports the outcome of a delivery the parent gave it.

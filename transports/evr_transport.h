@@ -20,6 +20,7 @@
 #define EVR_TRANSPORT_H_INCLUDED
 
 #include "evr_target.h"
+#include "evr_track.h"
 #include <sys/socket.h>
 #include <zmq.h>
 
@@ -29,9 +30,19 @@ typedef struct {
     evr_msg_t *bundle; //  virtual: the event's bundle (one reference), or NULL
     evr_target_t *parent; //  virtual parent (one reference), or NULL
     uint32_t tried;       //  virtual: bitmask of children tried for this event
-    uint64_t tag; //  transport use (JSON-RPC id, AMQP delivery tag, ...)
-    int64_t t_us; //  transport use (sent time, deadline)
+    uint32_t event;       //  the event's index in its tracker's batch
+    evr_track_t *track; //  DELIVERED: one hold on the batch's tracker, or NULL
+    uint64_t tag;       //  transport use (JSON-RPC id, AMQP delivery tag, ...)
+    int64_t t_us;       //  transport use (sent time, deadline)
 } evr_delivery_t;
+
+//  Delivery trackers (relay/evr_track.h): a top-level delivery holds its
+//  batch's tracker until its final outcome. evr_target_complete,
+//  evr_target_abort and the queue-full paths let the hold go; a virtual
+//  parent moves the hold from child to child (FAILOVER, ROUND-ROBIN) or
+//  gives each copy its own (PARALLEL). A transport that releases a
+//  delivery without an outcome (its close function) calls
+//  evr_delivery_forget.
 
 typedef struct _evr_reactor_t evr_reactor_t;
 
@@ -119,9 +130,19 @@ evr_target_t *evr_target_child_mut(evr_target_t *self, size_t i);
 
 //  --- for the worker (evr_worker.c) ---------------------------------------
 
-//  Worker: queue a message admitted by the core (takes the reference).
-void evr_target_push(evr_target_t *self, evr_reactor_t *reactor,
-                     evr_msg_t *msg);
+//  Worker: queue a message admitted by the core (takes the reference, and
+//  the hold on track, which may be NULL, for event number `event`).
+void evr_target_push(evr_target_t *self, evr_reactor_t *reactor, evr_msg_t *msg,
+                     evr_track_t *track, uint32_t event);
+
+//  Release a delivery that will never get an outcome (a transport's close,
+//  the last reference of a target): drops its message references and lets
+//  its tracker hold go as not delivered. The parent reference is left to
+//  the caller.
+void evr_delivery_forget(evr_delivery_t *d);
+
+//  Let a delivery's tracker hold go (no-op without one): ok = delivered.
+void evr_delivery_settle(evr_delivery_t *d, bool ok);
 
 //  The transport functions of a target.
 const evr_transport_ops_t *evr_target_ops(const evr_target_t *self);

@@ -2,7 +2,8 @@
 
     Feeds arbitrary bytes to the Publish and ControlRequest decoders, and
     every event that decodes through evr_decode_event and all three payload
-    encoders, as the relay's ingest does. Also parses a control request's
+    encoders, as the relay's ingest does, then adds an event id to each
+    encoding (evid: targets), which must always succeed. Also parses a control request's
     params_json with jansson, as the control socket does.
 */
 #include "evr_decode.h"
@@ -11,9 +12,34 @@
 
 #include <jansson.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+//  Every encoding of an event must take its event id (evid: targets):
+//  abort when one of them is refused.
+static void s_add_ids(const evr_event_view_t *view)
+{
+    static const char *id = "00ff-1-2";
+    char name[65];
+    snprintf(name, sizeof name, "%.*s", (int)view->name_len, view->name);
+    evr_buf_t plain = {0}, out = {0};
+    if (evr_payload_jsonrpc(&plain, view, NULL) == 0 &&
+        evr_payload_jsonrpc_add_id(&out, plain.data, plain.len, id))
+        abort();
+    evr_buf_reset(&plain);
+    if (evr_payload_legacy(&plain, view) == 0 &&
+        evr_payload_legacy_add_id(&out, plain.data, plain.len, id))
+        abort();
+    evr_buf_reset(&plain);
+    if (evr_payload_flatstore(&plain, view, "|;", false) == 0 &&
+        evr_payload_flatstore_add_id(&out, plain.data, plain.len, name, "|;",
+                                     false, id))
+        abort();
+    evr_buf_free(&plain);
+    evr_buf_free(&out);
+}
 
 //  One fuzz input.
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -32,6 +58,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         evr_payload_legacy(&buf, &view);
         evr_payload_flatstore(&buf, &view, ",", false);
         evr_payload_flatstore(&buf, &view, "|;", true);
+        s_add_ids(&view);
     }
     if (pub)
         evrelay__publish__free_unpacked(pub, NULL);

@@ -7,14 +7,16 @@ from $EVR_BUILD_DIR (default: <repo>/build).
 What is here:
   free_ports(n)        distinct free TCP (or UDP) ports on 127.0.0.1
   Relay                one evrelayd process: start, wait until it answers,
-                       control commands through evrelayctl, stop by PID
+                       control commands through evrelayctl, stop by PID,
+                       kill (SIGKILL) and restart on the same ports
   UdpSink, UnixSink    datagram listeners with a 4 MiB receive buffer,
                        drained by a background thread
   wait_until,
   wait_file            polling helpers (no fixed sleeps)
   ZmtpDealer, pb_*     a minimal ZMTP 3.0 DEALER and protobuf codec, to
                        send exact (or deliberately broken) frames to the
-                       relay's control and ingest sockets
+                       relay's control and ingest sockets (publish() with
+                       an ack point, ack() with failed/rejected_offsets)
 
 Python 3 standard library only.
 """
@@ -435,6 +437,14 @@ class Relay:
                 self.proc.wait()
             self._forget()
 
+    def restart(self, timeout=10.0):
+        """Start again on the same ports and config after a stop or a
+        kill (the log starts over)."""
+        if self.alive():
+            raise AssertionError("relay %d still runs" % self.pid)
+        self.returncode = None
+        return self.start(timeout)
+
     def cleanup(self):
         """Test cleanup: SIGTERM, expect exit code 0; always remove temp
         files. A relay that died on its own is reported too."""
@@ -654,17 +664,40 @@ def pb_event(name, params=(), raised_us=None):
     return out
 
 
-def publish(producer_id, epoch, first_seq, events, version=1):
-    """A Publish; events: encoded Event messages (see pb_event)."""
+#  Publish.ack_point values (proto AckPoint)
+ACK_ACCEPTED, ACK_DELIVERED, ACK_NONE = 0, 1, 2
+
+
+def publish(producer_id, epoch, first_seq, events, version=1,
+            ack_point=None):
+    """A Publish; events: encoded Event messages (see pb_event); ack_point
+    None leaves the field out (ACCEPTED, as producers before it did)."""
     out = (pb_field(1, version) + pb_field(2, producer_id) +
            pb_field(3, epoch) + pb_field(4, first_seq))
     for ev in events:
         out += pb_field(5, ev)
+    if ack_point is not None:
+        out += pb_field(6, ack_point)
     return out
 
 
+def _packed_varints(chunks):
+    """The values of a packed repeated varint field (all its chunks)."""
+    values = []
+    for chunk in chunks:
+        if isinstance(chunk, int):  # unpacked encoding
+            values.append(chunk)
+            continue
+        i = 0
+        while i < len(chunk):
+            v, i = _read_varint(chunk, i)
+            values.append(v)
+    return values
+
+
 def ack(data):
-    """Decode an Ack into a dict."""
+    """Decode an Ack into a dict (failed and rejected_offsets as lists,
+    left out when empty)."""
     f = pb_decode(data)
     names = {1: "version", 2: "producer_id", 3: "epoch", 4: "first_seq",
              5: "count", 6: "acked_through", 7: "status", 8: "error",
@@ -674,6 +707,9 @@ def ack(data):
         if num in f:
             v = f[num][0]
             out[name] = v.decode("utf-8") if num == 8 else v
+    for num, name in ((11, "failed"), (12, "rejected_offsets")):
+        if num in f:
+            out[name] = _packed_varints(f[num])
     return out
 
 

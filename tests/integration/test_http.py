@@ -164,6 +164,9 @@ class HttpTransport(evrtest.RelayTestCase):
         self.assertEqual(headers.get("Content-Type"), "application/json")
         self.assertEqual(headers.get("Content-Length"), str(len(body)))
         self.assertNotIn("Expect", headers)
+        #  the event id (a control raise: relay-<boot us>-<n>)
+        self.assertRegex(headers.get("X-Evrelay-Event-Id", ""),
+                         r"^relay-\d+-\d+$")
         self.wait_counts(r, (1, 0, 0, 0))
 
     def test_ipv6_webhook(self):

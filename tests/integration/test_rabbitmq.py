@@ -13,6 +13,7 @@ standard library has no AMQP client).
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -145,10 +146,13 @@ class RabbitMQ(evrtest.RelayTestCase):
             self.assertEqual(m["exchange"], "")
             self.assertEqual(m["routing_key"], "q_body")
             self.assertIsNone(m["delivery_mode"])
+        #  message_id = the event id; control raises get relay-local ones
         ids = [m["message_id"] for m in got]
         self.assertEqual(len(set(ids)), 2, ids)
         for mid in ids:
-            self.assertRegex(mid, r"^E_BODY-\d+$")
+            self.assertRegex(mid, r"^relay-\d+-\d+$")
+        self.assertEqual(int(ids[1].rsplit("-", 1)[1]),
+                         int(ids[0].rsplit("-", 1)[1]) + 1, ids)
 
     def test_persistent_sets_delivery_mode_2(self):
         self.queue("q_persist")
@@ -200,8 +204,14 @@ class RabbitMQ(evrtest.RelayTestCase):
         #  (the raise order is libevrelay's business: it may resend)
         seqs = [json.loads(m["body"])["params"]["seq"] for m in got]
         self.assertEqual(sorted(seqs), list(range(1, n + 1)))
-        numbers = [int(m["message_id"].rsplit("-", 1)[1]) for m in got]
-        self.assertEqual(numbers, list(range(numbers[0], numbers[0] + n)))
+        #  message_id = the event id: producer (hex), epoch, seq
+        for m in got:
+            match = re.match(r"^([0-9a-f]{32})-(\d+)-(\d+)$", m["message_id"])
+            self.assertIsNotNone(match, m["message_id"])
+            self.assertEqual(int(match.group(3)),
+                             json.loads(m["body"])["params"]["seq"])
+        self.assertEqual(len({m["message_id"].rsplit("-", 1)[0]
+                              for m in got}), 1)
 
     # ---- (3) what the broker refuses fails ---------------------------
 

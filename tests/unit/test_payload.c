@@ -1077,6 +1077,157 @@ static void test_flatstore_large(void **state)
 
 //  ==========================================================================
 
+//  --------------------------------------------------------------------------
+//  event ids for evid: subscribers (evr_payload_*_add_id)
+
+#define ID "0123456789abcdef0123456789abcdef-1700000000000000-42"
+
+//  Encode ev as a notification, add the id, compare with expected.
+static void s_check_jsonrpc_id(const evr_event_view_t *ev, const char *expected,
+                               size_t expected_len)
+{
+    evr_buf_t plain = {0}, out = {0};
+    assert_int_equal(evr_payload_jsonrpc(&plain, ev, NULL), 0);
+    assert_int_equal(evr_buf_append(&out, "<", 1), 0);
+    assert_int_equal(
+        evr_payload_jsonrpc_add_id(&out, plain.data, plain.len, ID), 0);
+    s_assert_buf(&out, expected, expected_len);
+    evr_buf_free(&plain);
+    evr_buf_free(&out);
+}
+
+static void test_add_id_object(void **state)
+{
+    evr_param_t params[] = {STR("ip", "10.0.0.1"), INT("port", 5060)};
+    evr_event_view_t ev = EVENT("E_PIKE", params);
+    static const char expected[] =
+        "<{\"jsonrpc\":\"2.0\",\"method\":\"E_PIKE\",\"params\":{"
+        "\"evrelay_id\":\"" ID "\",\"ip\":\"10.0.0.1\",\"port\":5060}}";
+    s_check_jsonrpc_id(&ev, expected, sizeof expected - 1);
+}
+
+static void test_add_id_array(void **state)
+{
+    evr_param_t params[] = {USTR("a"), UINT(-7), UNUL()};
+    evr_event_view_t ev = EVENT("E_POS", params);
+    static const char expected[] =
+        "<{\"jsonrpc\":\"2.0\",\"method\":\"E_POS\",\"params\":["
+        "\"" ID "\",\"a\",-7,null]}";
+    s_check_jsonrpc_id(&ev, expected, sizeof expected - 1);
+}
+
+static void test_add_id_no_params(void **state)
+{
+    evr_event_view_t ev = EVENT0("E_NONE");
+    static const char expected[] =
+        "<{\"jsonrpc\":\"2.0\",\"method\":\"E_NONE\",\"params\":{"
+        "\"evrelay_id\":\"" ID "\"}}";
+    s_check_jsonrpc_id(&ev, expected, sizeof expected - 1);
+}
+
+static void test_add_id_escapes_and_rewrite(void **state)
+{
+    //  an escaped quote in a value and the method; the id is escaped too;
+    //  and the result still takes event_stream's rewrite
+    evr_param_t params[] = {STR("q", "a\"}b")};
+    evr_event_view_t ev = EVENT("E_Q", params);
+    evr_buf_t plain = {0}, with = {0}, out = {0};
+    assert_int_equal(evr_payload_jsonrpc(&plain, &ev, NULL), 0);
+    assert_int_equal(
+        evr_payload_jsonrpc_add_id(&with, plain.data, plain.len, "x\"y"), 0);
+    assert_buf(&with, "{\"jsonrpc\":\"2.0\",\"method\":\"E_Q\",\"params\":{"
+                      "\"evrelay_id\":\"x\\\"y\",\"q\":\"a\\\"}b\"}}");
+    evr_jsonrpc_opts_t opts = {.id = 9, .event_param = "event"};
+    assert_int_equal(
+        evr_payload_jsonrpc_rewrite(&out, with.data, with.len, "E_Q", &opts),
+        0);
+    assert_buf(&out, "{\"id\":9,\"jsonrpc\":\"2.0\",\"method\":\"E_Q\","
+                     "\"params\":{\"event\":\"E_Q\",\"evrelay_id\":"
+                     "\"x\\\"y\",\"q\":\"a\\\"}b\"}}");
+    evr_buf_free(&plain);
+    evr_buf_free(&with);
+    evr_buf_free(&out);
+}
+
+static void test_add_id_refuses_other_shapes(void **state)
+{
+    evr_buf_t out = {0};
+    static const char *bad[] = {
+        "",
+        "{}",
+        "{\"jsonrpc\":\"2.0\",\"method\":\"E\"",
+        "{\"jsonrpc\":\"2.0\",\"method\":\"E\",\"params\":{}",
+        "{\"jsonrpc\":\"2.0\",\"method\":\"E\",\"params\":[}}",
+        "{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"E\"}"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_int_equal(
+            evr_payload_jsonrpc_add_id(&out, bad[i], strlen(bad[i]), ID), -1);
+        assert_int_equal(out.len, 0);
+    }
+    assert_int_equal(evr_payload_legacy_add_id(&out, "E_X", 3, ID), -1);
+    assert_int_equal(
+        evr_payload_flatstore_add_id(&out, "E_Y,1\n", 6, "E_X", ",", false, ID),
+        -1);
+    assert_int_equal(
+        evr_payload_flatstore_add_id(&out, "E_X,1", 5, "E_X", ",", false, ID),
+        -1);
+    assert_int_equal(out.len, 0);
+    evr_buf_free(&out);
+}
+
+static void test_add_id_legacy(void **state)
+{
+    evr_param_t params[] = {STR("ip", "10.0.0.1"), INT("port", 5060)};
+    evr_event_view_t ev = EVENT("E_PIKE", params);
+    evr_buf_t plain = {0}, out = {0};
+    assert_int_equal(evr_payload_legacy(&plain, &ev), 0);
+    assert_int_equal(evr_payload_legacy_add_id(&out, plain.data, plain.len, ID),
+                     0);
+    assert_buf(&out,
+               "E_PIKE\nevrelay_id::" ID "\nip::10.0.0.1\nport::5060\n\n");
+    evr_event_view_t none = EVENT0("E_NONE");
+    evr_buf_reset(&plain);
+    evr_buf_reset(&out);
+    assert_int_equal(evr_payload_legacy(&plain, &none), 0);
+    assert_int_equal(evr_payload_legacy_add_id(&out, plain.data, plain.len, ID),
+                     0);
+    assert_buf(&out, "E_NONE\nevrelay_id::" ID "\n\n");
+    evr_buf_free(&plain);
+    evr_buf_free(&out);
+}
+
+//  Encode a flatstore line, add the id, compare.
+static void s_check_flat_id(const evr_event_view_t *ev, const char *delimiter,
+                            bool suppress, const char *id, const char *expected)
+{
+    evr_buf_t plain = {0}, out = {0};
+    assert_int_equal(evr_payload_flatstore(&plain, ev, delimiter, suppress), 0);
+    char name[65];
+    snprintf(name, sizeof name, "%.*s", (int)ev->name_len, ev->name);
+    assert_int_equal(evr_payload_flatstore_add_id(&out, plain.data, plain.len,
+                                                  name, delimiter, suppress,
+                                                  id),
+                     0);
+    s_assert_buf(&out, expected, strlen(expected));
+    evr_buf_free(&plain);
+    evr_buf_free(&out);
+}
+
+static void test_add_id_flatstore(void **state)
+{
+    evr_param_t params[] = {STR("ip", "10.0.0.1"), INT("port", 5060)};
+    evr_event_view_t ev = EVENT("E_CDR", params);
+    s_check_flat_id(&ev, ",", false, ID, "E_CDR," ID ",10.0.0.1,5060\n");
+    s_check_flat_id(&ev, ",", true, ID, ID ",10.0.0.1,5060\n");
+    s_check_flat_id(&ev, NULL, false, ID, "E_CDR," ID ",10.0.0.1,5060\n");
+    s_check_flat_id(&ev, "||", false, ID, "E_CDR||" ID "||10.0.0.1||5060\n");
+    //  the delimiter's first character inside the id becomes a space
+    s_check_flat_id(&ev, "-", false, "a-b-3", "E_CDR-a b 3-10.0.0.1-5060\n");
+    evr_event_view_t none = EVENT0("E_NONE");
+    s_check_flat_id(&none, ",", false, ID, "E_NONE," ID "\n");
+    s_check_flat_id(&none, ",", true, ID, ID "\n");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1112,6 +1263,13 @@ int main(void)
         cmocka_unit_test(test_flatstore_delimiter_replaced),
         cmocka_unit_test(test_flatstore_multichar_delimiter),
         cmocka_unit_test(test_flatstore_large),
+        cmocka_unit_test(test_add_id_object),
+        cmocka_unit_test(test_add_id_array),
+        cmocka_unit_test(test_add_id_no_params),
+        cmocka_unit_test(test_add_id_escapes_and_rewrite),
+        cmocka_unit_test(test_add_id_refuses_other_shapes),
+        cmocka_unit_test(test_add_id_legacy),
+        cmocka_unit_test(test_add_id_flatstore),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -94,6 +94,7 @@ static void s_check_roundtrip(const evr_sockspec_t *spec)
     assert_int_equal(evr_sockspec_port(again), evr_sockspec_port(spec));
     assert_int_equal(evr_sockspec_child_count(again),
                      evr_sockspec_child_count(spec));
+    assert_int_equal(evr_sockspec_event_id(again), evr_sockspec_event_id(spec));
     if (evr_sockspec_transport(spec) == EVR_TRANSPORT_RABBITMQ)
         assert_string_equal(evr_sockspec_password(again), "guest");
     evr_sockspec_destroy(&again);
@@ -134,6 +135,7 @@ static void s_check_equal_copy(const evr_sockspec_t *spec,
     assert_int_equal(evr_sockspec_zmq_pub(copy), evr_sockspec_zmq_pub(spec));
     assert_int_equal(evr_sockspec_tls(copy), evr_sockspec_tls(spec));
     assert_int_equal(evr_sockspec_policy(copy), evr_sockspec_policy(spec));
+    assert_int_equal(evr_sockspec_event_id(copy), evr_sockspec_event_id(spec));
     assert_int_equal(evr_sockspec_child_count(copy),
                      evr_sockspec_child_count(spec));
     for (size_t i = 0; i < evr_sockspec_child_count(spec); i++)
@@ -1179,6 +1181,65 @@ static void test_virtual_limits(void **state)
     s_parse_fails(text, "virtual: canonical form would be");
 }
 
+static void test_evid(void **state)
+{
+    //  the prefix wraps any non-virtual socket; the canonical form and the
+    //  match key keep it, the rest is the wrapped socket's
+    evr_sockspec_t *spec =
+        s_check("evid:udp:127.0.0.1:9000", "evid:udp:127.0.0.1:9000", NULL);
+    assert_int_equal(evr_sockspec_transport(spec), EVR_TRANSPORT_UDP);
+    assert_string_equal(evr_sockspec_transport_name(spec), "udp");
+    assert_string_equal(evr_sockspec_host(spec), "127.0.0.1");
+    assert_int_equal(evr_sockspec_port(spec), 9000);
+    assert_int_equal(evr_sockspec_event_id(spec), 1);
+    evr_sockspec_destroy(&spec);
+    spec = s_check("udp:127.0.0.1:9000", "udp:127.0.0.1:9000", NULL);
+    assert_int_equal(evr_sockspec_event_id(spec), 0);
+    evr_sockspec_destroy(&spec);
+    spec = s_check("evid:tcp:H:1/m", "evid:tcp:h:1/m", NULL);
+    assert_int_equal(evr_sockspec_transport(spec), EVR_TRANSPORT_TCP);
+    assert_string_equal(evr_sockspec_method(spec), "m");
+    evr_sockspec_destroy(&spec);
+    spec =
+        s_check("evid:flatstore:/tmp/x.log", "evid:flatstore:/tmp/x.log", NULL);
+    evr_sockspec_destroy(&spec);
+    spec = s_check("evid:unix:/tmp/s", "evid:unix:/tmp/s", NULL);
+    evr_sockspec_destroy(&spec);
+    spec = s_check("evid:http://h:8080/x", "evid:http://h:8080/x", NULL);
+    assert_int_equal(evr_sockspec_event_id(spec), 1);
+    evr_sockspec_destroy(&spec);
+    //  with and without the prefix: two different subscribers
+    assert_false(
+        s_same_subscriber("evid:udp:127.0.0.1:9000", "udp:127.0.0.1:9000"));
+    assert_true(s_same_subscriber("evid:tcp:H:1/m", "evid:tcp:h:1/m"));
+    //  as a virtual child, in canonical form and match key
+    spec = s_check("virtual:PARALLEL evid:udp:127.0.0.1:9000 udp:1.2.3.4:5",
+                   "virtual:PARALLEL evid:udp:127.0.0.1:9000 udp:1.2.3.4:5",
+                   "virtual:PARALLEL evid:udp:127.0.0.1:9000 udp:1.2.3.4:5");
+    assert_int_equal(evr_sockspec_event_id(spec), 0);
+    assert_int_equal(evr_sockspec_event_id(evr_sockspec_child(spec, 0)), 1);
+    assert_int_equal(evr_sockspec_event_id(evr_sockspec_child(spec, 1)), 0);
+    evr_sockspec_destroy(&spec);
+    spec = s_check("virtual:FAILOVER udp:1.2.3.4:5 evid:udp:1.2.3.4:5",
+                   "virtual:FAILOVER udp:1.2.3.4:5 evid:udp:1.2.3.4:5", NULL);
+    evr_sockspec_destroy(&spec);
+}
+
+static void test_evid_errors(void **state)
+{
+    s_parse_fails("evid:", "evid: empty socket string");
+    s_parse_fails("evid:virtual:PARALLEL udp:h:1",
+                  "evid: cannot wrap a virtual socket");
+    s_parse_fails("evid:evid:udp:h:1", "evid: given twice");
+    s_parse_fails("evid:udp:h:0", "evid: udp: port '0' out of range");
+    s_parse_fails("evid:nope:x", "evid: unknown transport 'nope'");
+    s_parse_fails("evid:udp:h:1 udp:h:2", "evid: socket string contains "
+                                          "whitespace");
+    s_parse_fails("virtual:PARALLEL evid:udp:h:0",
+                  "virtual: child 1 'evid:udp:h:0': evid: udp: port");
+    s_parse_fails("EVID:udp:h:1", "unknown transport 'EVID'");
+}
+
 static void test_dup(void **state)
 {
     const char *texts[] = {
@@ -1265,6 +1326,8 @@ int main(void)
         cmocka_unit_test(test_virtual_match_keys),
         cmocka_unit_test(test_virtual_errors),
         cmocka_unit_test(test_virtual_limits),
+        cmocka_unit_test(test_evid),
+        cmocka_unit_test(test_evid_errors),
         cmocka_unit_test(test_dup),
         cmocka_unit_test(test_unset_fields),
     };
