@@ -1776,12 +1776,7 @@ int evr_cluster_write(evr_cluster_t *self, const char *event,
                  (long long)expire_s, self->cfg->max_lease_s);
         return -1;
     }
-    if (!evr_table_valid_name(event)) {
-        snprintf(err, errlen,
-                 "bad event name: 1 to %d printable characters, no spaces",
-                 EVR_MAX_EVENT_NAME);
-        return -1;
-    }
+    //  (the event name is checked by the table, through apply below)
     evr_sockspec_t *spec = evr_sockspec_parse(socket, err, errlen);
     if (!spec)
         return -1;
