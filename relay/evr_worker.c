@@ -94,6 +94,10 @@ static void s_flush_dirty(evr_reactor_t *r)
     int64_t now = zclock_usecs();
     for (size_t i = 0; i < r->dirty.n; i++) {
         evr_target_t *t = r->dirty.items[i];
+        //  Unmark first: a target fed after its flush in this pass (a
+        //  virtual child its parent routes to later in the list) must be
+        //  listed, and flushed, again; nothing else would wake it.
+        evr_target_mark(t, 0);
         if (evr_target_queued(t))
             evr_target_ops(t)->flush(t, now);
     }

@@ -149,6 +149,7 @@ const evr_transport_ops_t *evr_target_ops(const evr_target_t *self);
 
 //  Worker: mark the target as seen in pass `round`; returns true when it
 //  was not marked for that round yet (cheap de-duplication of work lists).
+//  Rounds start at 1: round 0 clears the mark.
 bool evr_target_mark(evr_target_t *self, uint64_t round);
 
 //  Worker: set whether the target is on the active list; returns the old
