@@ -170,6 +170,10 @@ void evr_config_destroy(evr_config_t **self_p)
     free(self->node_id);
     free(self->cluster);
     free(self->data_dir);
+    free(self->cert);
+    free(self->producers);
+    free(self->operators);
+    free(self->peer_keys);
     s_free_list(self->peers);
     s_free_list(self->catalogue);
     for (size_t i = 0; i < self->nsubs; i++) {
@@ -319,6 +323,16 @@ static int s_cluster_key(evr_config_t *self, const char *key, const char *value)
     return rc;
 }
 
+//  The string setting a [security] key names, or NULL.
+static char **s_security_slot(evr_config_t *self, const char *key)
+{
+    return !strcmp(key, "cert")        ? &self->cert
+           : !strcmp(key, "producers") ? &self->producers
+           : !strcmp(key, "operators") ? &self->operators
+           : !strcmp(key, "peers")     ? &self->peer_keys
+                                       : NULL;
+}
+
 //  libinih callback: one key. Returns 1 to continue, 0 on error.
 static int s_ini_key(void *user, const char *section, const char *key,
                      const char *value)
@@ -356,6 +370,10 @@ static int s_ini_key(void *user, const char *section, const char *key,
         rc = s_parse_bool(value, &self->tcp_reliable);
     else if (!strcmp(section, "tcp") && !strcmp(key, "event_param"))
         rc = *value ? s_set_str(&self->tcp_event_param, value) : 0;
+    else if (!strcmp(section, "security") && s_security_slot(self, key))
+        rc = s_set_opt(s_security_slot(self, key), value);
+    else if (!strcmp(section, "security") && !strcmp(key, "insecure"))
+        rc = s_parse_bool(value, &self->insecure);
     else if (!strcmp(section, "cluster") && s_cluster_str_key(key))
         rc = s_cluster_key(self, key, value);
     else if (!strcmp(section, "events") && !strcmp(key, "catalogue")) {
@@ -436,6 +454,12 @@ static const char *s_usage =
     "                        (default hostname:cluster-port)\n"
     "      --data-dir DIR    keep the subscriptions on disk (snapshot +\n"
     "                        log), with or without --cluster\n"
+    "      --cert FILE       this relay's secret certificate: CURVE on\n"
+    "                        every ZeroMQ socket (evrelayctl keygen)\n"
+    "      --producers DIR   public certificates allowed on ingest\n"
+    "      --operators DIR   public certificates allowed on control\n"
+    "      --peer-keys DIR   public certificates of cluster peers\n"
+    "      --insecure        allow plain sockets bound beyond loopback\n"
     "      --syslog          log to syslog instead of stderr\n"
     "  -v, --verbose         log every subscription change\n"
     "  -h, --help            this text\n"
@@ -460,6 +484,11 @@ int evr_config_args(evr_config_t *self, int argc, char **argv, char *err,
         {"cluster", required_argument, 0, 'K'},
         {"peer", required_argument, 0, 'P'},
         {"data-dir", required_argument, 0, 'D'},
+        {"cert", required_argument, 0, 'k'},
+        {"producers", required_argument, 0, 'p'},
+        {"operators", required_argument, 0, 'o'},
+        {"peer-keys", required_argument, 0, 'q'},
+        {"insecure", no_argument, 0, 'I'},
         {0, 0, 0, 0}};
     const char *shortopts = "c:i:C:w:s:vhV";
     //  Pass 1: the config file, so flags override it.
@@ -521,6 +550,22 @@ int evr_config_args(evr_config_t *self, int argc, char **argv, char *err,
                     snprintf(err, errlen, "out of memory");
                     return -1;
                 }
+                break;
+            case 'k':
+            case 'p':
+            case 'o':
+            case 'q':
+                if (s_set_opt(s_security_slot(self, c == 'k'   ? "cert"
+                                                    : c == 'p' ? "producers"
+                                                    : c == 'o' ? "operators"
+                                                               : "peers"),
+                              optarg)) {
+                    snprintf(err, errlen, "out of memory");
+                    return -1;
+                }
+                break;
+            case 'I':
+                self->insecure = true;
                 break;
             case 'P':
                 if (s_add_peer(self, optarg)) {

@@ -59,6 +59,12 @@ typedef struct {
     int join_timeout_ms; //  alone after this long: ready anyway
     evr_static_sub_t *subs;
     size_t nsubs;
+    //  security (docs/SECURITY.md)
+    bool insecure;   //  allow plain sockets bound beyond loopback
+    char *cert;      //  this relay's secret certificate; NULL = no CURVE
+    char *producers; //  directory of producer public certificates (ingest)
+    char *operators; //  directory of operator public certificates (control)
+    char *peer_keys; //  directory of peer relay public certificates
 } evr_config_t;
 
 //  A configuration holding every default.
