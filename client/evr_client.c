@@ -49,6 +49,7 @@
 */
 
 #include "evrelay.h"
+#include "evr_curve.h"
 #include "evr_defaults.h"
 #include "evrelay.pb-c.h"
 
@@ -1093,10 +1094,36 @@ static int s_set_int(void *socket, int option, int value)
 }
 
 //  --------------------------------------------------------------------------
-//  Create the DEALER and connect it to every comma-separated endpoint.
-//  Returns 0 or -1 on a bad endpoint.
+//  The i-th comma-separated item of list (trimmed) into out, or the only
+//  one when list has a single item. Returns 0, or -1 when there is none.
 
-static int s_connect(evr_client_t *self, const char *endpoints)
+static int s_item(const char *list, int i, char *out, size_t cap)
+{
+    if (!strchr(list, ','))
+        i = 0;
+    const char *p = list;
+    for (; i > 0 && p; i--)
+        p = (p = strchr(p, ',')) ? p + 1 : NULL;
+    if (!p)
+        return -1;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    size_t n = strcspn(p, ",");
+    while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+        n--;
+    if (n == 0 || n >= cap)
+        return -1;
+    memcpy(out, p, n);
+    out[n] = '\0';
+    return 0;
+}
+
+//  Create the DEALER and connect it to every comma-separated endpoint,
+//  over CURVE when the options name a certificate.
+//  Returns 0 or -1 on a bad endpoint or key.
+
+static int s_connect(evr_client_t *self, const char *endpoints,
+                     const evr_client_opts_t *o)
 {
     self->dealer = zmq_socket(self->ctx, ZMQ_DEALER);
     if (!self->dealer)
@@ -1133,7 +1160,13 @@ static int s_connect(evr_client_t *self, const char *endpoints)
         char *end = ep + strlen(ep);
         while (end > ep && (end[-1] == ' ' || end[-1] == '\t'))
             *--end = '\0';
-        if (*ep == '\0' || zmq_connect(self->dealer, ep) == -1)
+        char key[4096], why[256];
+        if (o->cert &&
+            (s_item(o->server_key ? o->server_key : "", connected, key,
+                    sizeof key) ||
+             evr_curve_client(self->dealer, o->cert, key, why, sizeof why)))
+            rc = -1;
+        else if (*ep == '\0' || zmq_connect(self->dealer, ep) == -1)
             rc = -1;
         else
             connected++;
@@ -1250,7 +1283,8 @@ evr_client_t *evr_client_new(const char *endpoints,
     self->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     self->ctx = zmq_ctx_new();
     if (!self->ring || !self->taken || !self->pb_events || !self->outcomes ||
-        self->wakefd < 0 || !self->ctx || s_connect(self, endpoints) == -1) {
+        self->wakefd < 0 || !self->ctx ||
+        s_connect(self, endpoints, &o) == -1) {
         s_client_free(self);
         return NULL;
     }

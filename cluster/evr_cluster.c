@@ -119,6 +119,7 @@ struct _evr_cluster_t {
     uint64_t instance;
     uint64_t seq; //  deltas published by this instance
     void *ctx;
+    evr_auth_t *auth;         //  CURVE, or NULL
     void *router, *pub, *sub; //  NULL without a listen endpoint
     char *pub_endpoint;
     s_peer_t *peers[EVR_CLUSTER_MAX_PEERS];
@@ -554,6 +555,23 @@ static void s_peer_destroy(evr_cluster_t *self, s_peer_t **peer_p)
     free(peer);
 }
 
+//  With CURVE on, make sock a CURVE client of the peer whose cluster
+//  endpoint is endpoint (its key from the peers directory). Returns 0, or
+//  -1 when the peer has no certificate there (logged): no plain link.
+static int s_secure(evr_cluster_t *self, void *sock, const char *endpoint)
+{
+    char key[41];
+    if (!self->auth)
+        return 0;
+    if (evr_auth_endpoint_key(self->auth, true, endpoint, key) == 0 &&
+        evr_auth_client(self->auth, sock, key) == 0)
+        return 0;
+    zsys_warning("cluster: no certificate with endpoint = %s in [security] "
+                 "peers: not connecting",
+                 endpoint);
+    return -1;
+}
+
 //  Add a peer at endpoint and connect a DEALER to it. Returns the peer
 //  (an existing one for a known endpoint), or NULL (ourselves, full,
 //  cannot connect).
@@ -591,7 +609,8 @@ static s_peer_t *s_peer_add(evr_cluster_t *self, const char *endpoint,
     zmq_setsockopt(peer->dealer, ZMQ_RECONNECT_IVL_MAX, &ivl_max,
                    sizeof ivl_max);
     zmq_setsockopt(peer->dealer, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
-    if (zmq_connect(peer->dealer, endpoint)) {
+    if (s_secure(self, peer->dealer, endpoint) ||
+        zmq_connect(peer->dealer, endpoint)) {
         zsys_warning("cluster: cannot connect to peer %s: %s", endpoint,
                      zmq_strerror(zmq_errno()));
         s_peer_destroy(self, &peer);
@@ -978,7 +997,8 @@ static s_peer_t *s_on_heartbeat(evr_cluster_t *self,
         free(peer->pub);
         peer->pub = NULL;
         peer->sub_live = false;
-        if (zmq_connect(self->sub, pub) == 0) {
+        if (s_secure(self, self->sub, peer->endpoint) == 0 &&
+            zmq_connect(self->sub, pub) == 0) {
             peer->pub = pub;
             peer->pub_ms = now;
             pub = NULL;
@@ -1233,7 +1253,9 @@ static void s_drain_router(evr_cluster_t *self)
             zmq_msg_close(&frame);
             return;
         }
-        Evrelay__ClusterMsg *msg = n == 2 ? s_decode(self, &frame) : NULL;
+        bool permitted = evr_auth_permits(self->auth, EVR_AUTH_CLUSTER, &frame);
+        Evrelay__ClusterMsg *msg =
+            n == 2 && permitted ? s_decode(self, &frame) : NULL;
         if (n != 2)
             self->ct.malformed++;
         if (msg && msg->body_case == EVRELAY__CLUSTER_MSG__BODY_HEARTBEAT) {
@@ -1596,7 +1618,11 @@ static int s_bind(evr_cluster_t *self, char *err, size_t errlen)
     self->pub = s_socket(self, ZMQ_XPUB);
     self->sub = s_socket(self, ZMQ_SUB);
     int rc = 0;
-    if (zmq_bind(self->router, listen)) {
+    if (evr_auth_server(self->auth, self->router, EVR_AUTH_CLUSTER, err,
+                        errlen) ||
+        evr_auth_server(self->auth, self->pub, EVR_AUTH_CLUSTER, err, errlen))
+        rc = -1;
+    else if (zmq_bind(self->router, listen)) {
         snprintf(err, errlen, "cannot bind %s: %s", listen,
                  zmq_strerror(zmq_errno()));
         rc = -1;
@@ -1617,7 +1643,8 @@ static int s_bind(evr_cluster_t *self, char *err, size_t errlen)
 }
 
 //  Create the cluster.
-evr_cluster_t *evr_cluster_new(void *ctx, const evr_config_t *cfg,
+evr_cluster_t *evr_cluster_new(void *ctx, evr_auth_t *auth,
+                               const evr_config_t *cfg,
                                evr_cluster_apply_fn *apply, void *arg,
                                char *err, size_t errlen)
 {
@@ -1629,6 +1656,7 @@ evr_cluster_t *evr_cluster_new(void *ctx, const evr_config_t *cfg,
     }
     self->cfg = cfg;
     self->ctx = ctx;
+    self->auth = auth;
     self->apply = apply;
     self->arg = arg;
     self->start_ms = s_now();

@@ -24,6 +24,7 @@
 #ifndef EVR_CLUSTER_H_INCLUDED
 #define EVR_CLUSTER_H_INCLUDED
 
+#include "evr_auth.h"
 #include "evr_config.h"
 #include "evr_repl.h"
 #include <jansson.h>
@@ -52,7 +53,8 @@ typedef int(evr_cluster_apply_fn)(void *arg, const evr_record_t *rec, bool live,
 //  must outlive it): open and load the store (applying every live record),
 //  bind the sockets in ctx, connect to the configured peers and start
 //  joining. NULL with a reason in err on failure.
-evr_cluster_t *evr_cluster_new(void *ctx, const evr_config_t *cfg,
+evr_cluster_t *evr_cluster_new(void *ctx, evr_auth_t *auth,
+                               const evr_config_t *cfg,
                                evr_cluster_apply_fn *apply, void *arg,
                                char *err, size_t errlen);
 

@@ -77,6 +77,13 @@ typedef struct {
     int linger_ms;             //  wait for a fuller batch at most this long
     int resend_ms;             //  first resend timeout; doubles per retry
     evr_ack_point_t ack_point; //  EVR_ACK_ACCEPTED unless set
+    //  CURVE (docs/SECURITY.md): this client's secret certificate file
+    //  (evrelayctl keygen), and the relays' public keys: one for every
+    //  endpoint, or a comma-separated list in the order of the endpoints;
+    //  each 40 characters of Z85 or the path of a public certificate.
+    //  NULL cert = plain ZeroMQ.
+    const char *cert;
+    const char *server_key;
 } evr_client_opts_t;
 
 //  NOTE (issue 5): `failed` was added at the END of evr_client_stats_t:

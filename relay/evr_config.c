@@ -174,6 +174,7 @@ void evr_config_destroy(evr_config_t **self_p)
     free(self->producers);
     free(self->operators);
     free(self->peer_keys);
+    free(self->backends);
     s_free_list(self->peers);
     s_free_list(self->catalogue);
     for (size_t i = 0; i < self->nsubs; i++) {
@@ -330,6 +331,7 @@ static char **s_security_slot(evr_config_t *self, const char *key)
            : !strcmp(key, "producers") ? &self->producers
            : !strcmp(key, "operators") ? &self->operators
            : !strcmp(key, "peers")     ? &self->peer_keys
+           : !strcmp(key, "backends")  ? &self->backends
                                        : NULL;
 }
 
@@ -459,6 +461,7 @@ static const char *s_usage =
     "      --producers DIR   public certificates allowed on ingest\n"
     "      --operators DIR   public certificates allowed on control\n"
     "      --peer-keys DIR   public certificates of cluster peers\n"
+    "      --backend-keys DIR  public certificates of zmq subscribers\n"
     "      --insecure        allow plain sockets bound beyond loopback\n"
     "      --syslog          log to syslog instead of stderr\n"
     "  -v, --verbose         log every subscription change\n"
@@ -488,6 +491,7 @@ int evr_config_args(evr_config_t *self, int argc, char **argv, char *err,
         {"producers", required_argument, 0, 'p'},
         {"operators", required_argument, 0, 'o'},
         {"peer-keys", required_argument, 0, 'q'},
+        {"backend-keys", required_argument, 0, 'b'},
         {"insecure", no_argument, 0, 'I'},
         {0, 0, 0, 0}};
     const char *shortopts = "c:i:C:w:s:vhV";
@@ -555,10 +559,12 @@ int evr_config_args(evr_config_t *self, int argc, char **argv, char *err,
             case 'p':
             case 'o':
             case 'q':
+            case 'b':
                 if (s_set_opt(s_security_slot(self, c == 'k'   ? "cert"
                                                     : c == 'p' ? "producers"
                                                     : c == 'o' ? "operators"
-                                                               : "peers"),
+                                                    : c == 'q' ? "peers"
+                                                               : "backends"),
                               optarg)) {
                     snprintf(err, errlen, "out of memory");
                     return -1;

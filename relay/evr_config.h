@@ -65,6 +65,7 @@ typedef struct {
     char *producers; //  directory of producer public certificates (ingest)
     char *operators; //  directory of operator public certificates (control)
     char *peer_keys; //  directory of peer relay public certificates
+    char *backends;  //  directory of zmq subscribers' public certificates
 } evr_config_t;
 
 //  A configuration holding every default.

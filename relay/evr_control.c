@@ -571,3 +571,20 @@ void evr_control_frame(evr_relay_t *relay, const void *frame, size_t len,
     json_decref(params);
     evrelay__control_request__free_unpacked(req, NULL);
 }
+
+//  Answer a request from a client that may no longer send any (its
+//  certificate was revoked since it connected): 403, nothing is run.
+void evr_control_refuse(const void *frame, size_t len, const char *why,
+                        evr_control_stats_t *stats, void **reply,
+                        size_t *reply_len)
+{
+    evr_mi_error_t error = {0};
+    stats->requests++;
+    stats->errors++;
+    Evrelay__ControlRequest *req =
+        evrelay__control_request__unpack(NULL, len, frame);
+    s_error(&error, 403, "Forbidden", why);
+    s_encode_reply(req ? req->id : 0, NULL, &error, reply, reply_len);
+    if (req)
+        evrelay__control_request__free_unpacked(req, NULL);
+}

@@ -31,4 +31,10 @@ void evr_control_frame(evr_relay_t *relay, const void *frame, size_t len,
                        size_t max_len, evr_control_stats_t *stats, void **reply,
                        size_t *reply_len);
 
+//  Answer a ControlRequest frame with 403 Forbidden (why: the detail)
+//  without running it.
+void evr_control_refuse(const void *frame, size_t len, const char *why,
+                        evr_control_stats_t *stats, void **reply,
+                        size_t *reply_len);
+
 #endif

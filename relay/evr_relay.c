@@ -26,6 +26,7 @@
     raises get relay-<boot us>-<n>.
 */
 #include "evr_relay.h"
+#include "evr_auth.h"
 #include "evr_cluster.h"
 #include "evr_control.h"
 #include "evr_decode.h"
@@ -113,6 +114,7 @@ typedef struct {
 struct _evr_relay_t {
     const evr_config_t *cfg;
     void *ctx;
+    evr_auth_t *auth; //  CURVE (NULL = plain sockets)
     void *ingest;
     void *control;
     void *http_core;  //  ROUTER for the HTTP face's requests (NULL = off)
@@ -285,8 +287,8 @@ static int s_cluster_start(evr_relay_t *self, char *err, size_t errlen)
 {
     if (!self->cfg->cluster && !self->cfg->data_dir)
         return 0;
-    self->cluster = evr_cluster_new(self->ctx, self->cfg, s_cluster_apply, self,
-                                    err, errlen);
+    self->cluster = evr_cluster_new(self->ctx, self->auth, self->cfg,
+                                    s_cluster_apply, self, err, errlen);
     return self->cluster ? 0 : -1;
 }
 
@@ -299,14 +301,21 @@ evr_cluster_t *evr_relay_cluster(evr_relay_t *self)
 
 //  --- construction ---------------------------------------------------------
 
-//  Create a ROUTER bound to endpoint.
-static void *s_router(void *ctx, const char *endpoint, char *err, size_t errlen)
+//  Create a ROUTER bound to endpoint; a CURVE server of domain d when
+//  auth is on (d < 0: an internal socket, never secured).
+static void *s_router(void *ctx, evr_auth_t *auth, int d, const char *endpoint,
+                      char *err, size_t errlen)
 {
     void *sock = zmq_socket(ctx, ZMQ_ROUTER);
     int linger = 0, hwm = 100000;
     zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    if (d >= 0 &&
+        evr_auth_server(auth, sock, (evr_auth_domain_t)d, err, errlen)) {
+        zmq_close(sock);
+        return NULL;
+    }
     if (zmq_bind(sock, endpoint)) {
         snprintf(err, errlen, "cannot bind %s: %s", endpoint,
                  zmq_strerror(zmq_errno()));
@@ -314,6 +323,30 @@ static void *s_router(void *ctx, const char *endpoint, char *err, size_t errlen)
         return NULL;
     }
     return sock;
+}
+
+//  Refuse plain ZeroMQ sockets bound beyond loopback unless insecure is
+//  set (then warn). Returns 0, or -1 with a reason.
+static int s_check_plain(const evr_config_t *cfg, char *err, size_t errlen)
+{
+    if (cfg->cert)
+        return 0;
+    const char *eps[] = {cfg->ingest, cfg->control, cfg->cluster};
+    for (size_t i = 0; i < sizeof eps / sizeof eps[0]; i++) {
+        if (!eps[i] || evr_auth_endpoint_is_local(eps[i]))
+            continue;
+        if (!cfg->insecure) {
+            snprintf(err, errlen,
+                     "%s is beyond loopback and no certificate is set: "
+                     "configure [security] cert (CURVE) or pass --insecure",
+                     eps[i]);
+            return -1;
+        }
+        zsys_warning("INSECURE: %s is a plain socket beyond loopback: anyone "
+                     "who reaches it can publish, subscribe and read events",
+                     eps[i]);
+    }
+    return 0;
 }
 
 //  Create the relay.
@@ -372,16 +405,29 @@ evr_relay_t *evr_relay_new(const evr_config_t *cfg, char *err, size_t errlen)
             evr_relay_destroy(&self);
             return NULL;
         }
-    self->ingest = s_router(self->ctx, cfg->ingest, err, errlen);
-    self->control =
-        self->ingest ? s_router(self->ctx, cfg->control, err, errlen) : NULL;
+    if (s_check_plain(cfg, err, errlen)) {
+        evr_relay_destroy(&self);
+        return NULL;
+    }
+    self->auth = evr_auth_new(self->ctx, cfg, err, errlen);
+    if (!self->auth && err[0]) {
+        evr_relay_destroy(&self);
+        return NULL;
+    }
+    self->topts.auth = self->auth;
+    self->ingest = s_router(self->ctx, self->auth, EVR_AUTH_INGEST, cfg->ingest,
+                            err, errlen);
+    self->control = self->ingest
+                        ? s_router(self->ctx, self->auth, EVR_AUTH_CONTROL,
+                                   cfg->control, err, errlen)
+                        : NULL;
     if (!self->control) {
         evr_relay_destroy(&self);
         return NULL;
     }
     if (cfg->http && *cfg->http) {
         self->http_core =
-            s_router(self->ctx, EVR_HTTP_CORE_ENDPOINT, err, errlen);
+            s_router(self->ctx, NULL, -1, EVR_HTTP_CORE_ENDPOINT, err, errlen);
         if (self->http_core)
             self->http =
                 evr_http_new(cfg->http, self->ctx, EVR_HTTP_CORE_ENDPOINT,
@@ -432,6 +478,7 @@ void evr_relay_destroy(evr_relay_t **self_p)
     //  Every delivery is released now: pending batches are finished and
     //  waiting here; they are not answered (the producers resend).
     evr_trackq_destroy(&self->trackq);
+    evr_auth_destroy(&self->auth);
     if (self->ctx)
         zmq_ctx_term(self->ctx);
     for (int i = 0; self->jobs && i < self->nworkers; i++)
@@ -1053,10 +1100,12 @@ static void s_on_publish(evr_relay_t *self, zmq_msg_t *env, int nenv,
     else if (pub->version != EVR_PROTOCOL_VERSION) {
         self->in.bad_version++;
         refused = "unsupported protocol version";
-    } else if (pub->producer_id.len == 0 || pub->producer_id.len > 64 ||
-               pub->first_seq == 0 ||
-               (pub->n_events > 0 &&
-                pub->first_seq + (pub->n_events - 1) < pub->first_seq)) {
+    } else if (!evr_auth_permits(self->auth, EVR_AUTH_INGEST, payload))
+        refused = "forbidden: the producer's certificate was revoked";
+    else if (pub->producer_id.len == 0 || pub->producer_id.len > 64 ||
+             pub->first_seq == 0 ||
+             (pub->n_events > 0 &&
+              pub->first_seq + (pub->n_events - 1) < pub->first_seq)) {
         self->in.malformed++;
         refused = "bad producer_id or first_seq";
     }
@@ -1230,9 +1279,16 @@ static void s_drain_control(evr_relay_t *self, void *sock)
         ans[n].nenv = nenv;
         ans[n].reply = NULL;
         ans[n].len = 0;
-        evr_control_frame(self, zmq_msg_data(&payload), zmq_msg_size(&payload),
-                          self->cfg->max_control_bytes, &self->ct,
-                          &ans[n].reply, &ans[n].len);
+        if (sock == self->control &&
+            !evr_auth_permits(self->auth, EVR_AUTH_CONTROL, &payload))
+            evr_control_refuse(zmq_msg_data(&payload), zmq_msg_size(&payload),
+                               "the operator's certificate was revoked",
+                               &self->ct, &ans[n].reply, &ans[n].len);
+        else
+            evr_control_frame(self, zmq_msg_data(&payload),
+                              zmq_msg_size(&payload),
+                              self->cfg->max_control_bytes, &self->ct,
+                              &ans[n].reply, &ans[n].len);
         zmq_msg_close(&payload);
         if (++n == S_GROUP) {
             s_answer_all(self, sock, ans, n);
@@ -1382,6 +1438,25 @@ static json_t *s_target_json(const evr_target_t *t, size_t subs)
     return o;
 }
 
+//  The security counters: per socket, handshakes and refusals.
+static json_t *s_security_json(evr_auth_t *auth)
+{
+    json_t *root = json_object();
+    json_object_set_new(root, "curve", json_boolean(auth != NULL));
+    for (int d = 0; auth && d < EVR_AUTH_DOMAINS; d++) {
+        evr_auth_counts_t c;
+        evr_auth_counts(auth, (evr_auth_domain_t)d, &c);
+        json_object_set_new(root, evr_auth_domain_name((evr_auth_domain_t)d),
+                            json_pack("{s:I,s:I,s:I,s:I,s:I}", "keys",
+                                      (json_int_t)c.keys, "allowed",
+                                      (json_int_t)c.allowed, "denied",
+                                      (json_int_t)c.denied, "handshake_failed",
+                                      (json_int_t)c.handshake_failed, "revoked",
+                                      (json_int_t)c.revoked));
+    }
+    return root;
+}
+
 //  Everything `evrelayctl stats` shows.
 json_t *evr_relay_stats(evr_relay_t *self)
 {
@@ -1405,6 +1480,7 @@ json_t *evr_relay_stats(evr_relay_t *self)
     json_object_set_new(root, "table", table);
     if (self->cluster)
         json_object_set_new(root, "cluster", evr_cluster_stats(self->cluster));
+    json_object_set_new(root, "security", s_security_json(self->auth));
     size_t n = zhashx_size(self->targets), i = 0;
     s_tref_t **list = calloc(n ? n : 1, sizeof *list);
     json_t *targets = json_array();

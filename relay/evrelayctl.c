@@ -23,18 +23,26 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
 #include <zmq.h>
 
+#include "evr_curve.h"
 #include "evr_defaults.h"
 #include "evrelay.pb-c.h"
+#include <czmq.h>
 
 #define S_EXIT_ERROR 1
 #define S_EXIT_USAGE 2
 #define S_EXIT_NO_ANSWER 3
+
+//  CURVE: this operator's secret certificate and the relay's public key
+//  (--cert / $EVRELAY_CERT, --server-key / $EVRELAY_SERVER_KEY).
+static const char *s_cert;
+static const char *s_server_key;
 
 //  What a command expects back; picks the printer for shapes that are
 //  ambiguous on their own (an empty "Events" array, a stats object).
@@ -127,9 +135,20 @@ static void s_usage(FILE *out)
             "  -j, --json               print the JSON result as received\n"
             "  -t, --timeout MS         wait at most MS ms for the answer "
             "(default %d)\n"
+            "      --cert FILE          CURVE: this operator's secret "
+            "certificate\n"
+            "                           (default $EVRELAY_CERT)\n"
+            "      --server-key KEY     CURVE: the relay's public key, Z85 "
+            "or a\n"
+            "                           certificate file (default "
+            "$EVRELAY_SERVER_KEY)\n"
             "  -h, --help               show this text\n"
             "\n"
-            "commands:\n",
+            "commands:\n"
+            "  keygen NAME [DIR [ENDPOINT]]\n"
+            "      write a CURVE certificate pair DIR/NAME.cert (public) and\n"
+            "      DIR/NAME.cert_secret (mode 0600); ENDPOINT: the server's\n"
+            "      endpoint, for relays that peers or subscribers connect to\n",
             EVR_DEFAULT_CONTROL, EVR_DEFAULT_CTL_TIMEOUT_MS);
     for (size_t i = 0; i < S_NCOMMANDS; i++) {
         const s_command_t *c = &s_commands[i];
@@ -369,6 +388,12 @@ static int s_exchange(const char *endpoint, int timeout_ms,
     int linger = 0;
     zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(sock, ZMQ_SNDTIMEO, &timeout_ms, sizeof timeout_ms);
+    char why[512];
+    if (s_cert &&
+        evr_curve_client(sock, s_cert, s_server_key, why, sizeof why)) {
+        rc = s_usage_error("CURVE", why);
+        goto done;
+    }
     if (zmq_connect(sock, endpoint)) {
         rc = s_usage_error("bad endpoint", endpoint);
         goto done;
@@ -1025,6 +1050,51 @@ static void s_print_error(const Evrelay__ControlReply__Error *error,
 }
 
 //  --------------------------------------------------------------------------
+//  keygen NAME [DIR [ENDPOINT]]: a certificate pair through czmq's zcert.
+//  The secret file is written with mode 0600 whatever the umask.
+
+static int s_keygen(int nargs, char **args)
+{
+    if (nargs < 1 || nargs > 3)
+        return s_usage_error("wrong number of arguments",
+                             "usage: keygen NAME [DIR [ENDPOINT]]");
+    const char *name = args[0];
+    const char *dir = nargs > 1 ? args[1] : ".";
+    if (!*name || strchr(name, '/'))
+        return s_usage_error("bad certificate name", name);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s.cert", dir, name);
+    if (access(path, F_OK) == 0)
+        return s_usage_error("refusing to overwrite", path);
+    zcert_t *cert = zcert_new();
+    if (!cert) {
+        fprintf(stderr, "evrelayctl: cannot make a key pair\n");
+        return S_EXIT_ERROR;
+    }
+    zcert_set_meta(cert, "name", "%s", name);
+    if (nargs > 2)
+        zcert_set_meta(cert, "endpoint", "%s", args[2]);
+    mode_t old = umask(077);
+    int rc = zcert_save(cert, path);
+    umask(old);
+    char secret[4200];
+    snprintf(secret, sizeof secret, "%s_secret", path);
+    if (rc == 0)
+        rc = chmod(secret, 0600) | chmod(path, 0644);
+    if (rc) {
+        fprintf(stderr, "evrelayctl: cannot write %s: %s\n", path,
+                strerror(errno));
+        zcert_destroy(&cert);
+        return S_EXIT_ERROR;
+    }
+    printf("public key %s\n  %s (public: copy it where it is allowed)\n"
+           "  %s (secret: keep it here, mode 0600)\n",
+           zcert_public_txt(cert), path, secret);
+    zcert_destroy(&cert);
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
 //  Main
 
 int main(int argc, char **argv)
@@ -1034,7 +1104,11 @@ int main(int argc, char **argv)
         {"json", no_argument, NULL, 'j'},
         {"timeout", required_argument, NULL, 't'},
         {"help", no_argument, NULL, 'h'},
+        {"cert", required_argument, NULL, 'k'},
+        {"server-key", required_argument, NULL, 'K'},
         {NULL, 0, NULL, 0}};
+    s_cert = getenv("EVRELAY_CERT");
+    s_server_key = getenv("EVRELAY_SERVER_KEY");
     const char *endpoint = getenv("EVRELAY_CONTROL");
     if (!endpoint || !*endpoint) {
         endpoint = EVR_DEFAULT_CONTROL;
@@ -1052,6 +1126,12 @@ int main(int argc, char **argv)
                 break;
             case 'j':
                 as_json = true;
+                break;
+            case 'k':
+                s_cert = optarg;
+                break;
+            case 'K':
+                s_server_key = optarg;
                 break;
             case 't':
                 if (s_parse_integer(optarg, &value) || value < 1 ||
@@ -1078,6 +1158,10 @@ int main(int argc, char **argv)
     char *method = argv[optind];
     int nargs = argc - optind - 1;
     char **args = argv + optind + 1;
+    if (!strcmp(method, "keygen"))
+        return s_keygen(nargs, args);
+    if (s_cert && !*s_cert)
+        s_cert = NULL;
 
     const s_command_t *command = s_command_lookup(method);
     char *params = NULL;

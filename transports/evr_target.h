@@ -71,6 +71,7 @@ typedef struct {
     int amqp_heartbeat_s;        //  rabbitmq: heartbeat (0 = off)
     size_t queue_limit;          //  per target; virtual children too
     void *zmq_ctx;               //  the relay's ZeroMQ context (zmq transport)
+    struct _evr_auth_t *auth;    //  CURVE towards zmq subscribers, or NULL
     const char *flat_delimiter;  //  flatstore delimiter (evid: rewrites)
     bool flat_suppress_name;     //  flatstore lines without the name
 } evr_target_opts_t;

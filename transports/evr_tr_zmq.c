@@ -33,6 +33,7 @@
     closes it (abort) when the target is orphaned or at shutdown.
 */
 #include "evr_transport.h"
+#include "evr_auth.h"
 
 #include <czmq.h>
 #include <errno.h>
@@ -50,6 +51,7 @@ typedef struct {
     bool pub;     //  PUB (two frames, never blocks) rather than PUSH
     bool blocked; //  PUSH: the head delivery waits for ZMQ_POLLOUT
     bool failing; //  the socket could not be made (logged once)
+    char server_key[41]; //  CURVE: the subscriber's public key ("" = plain)
 } s_state_t;
 
 //  Check the spec and prepare the state; the socket is made by the worker.
@@ -71,6 +73,15 @@ static int s_open(evr_target_t *t, char *err, size_t errlen)
     }
     st->pub = evr_sockspec_zmq_pub(spec) != 0;
     evr_target_set_state(t, st);
+    evr_auth_t *auth = evr_target_opts(t)->auth;
+    if (auth && evr_auth_endpoint_key(auth, false, evr_sockspec_endpoint(spec),
+                                      st->server_key)) {
+        snprintf(err, errlen,
+                 "zmq: CURVE is on and no certificate in [security] backends "
+                 "names endpoint = %s",
+                 evr_sockspec_endpoint(spec));
+        return -1;
+    }
     return 0;
 }
 
@@ -98,7 +109,10 @@ static int s_connect(evr_target_t *t, s_state_t *st)
         zmq_setsockopt(sock, ZMQ_IPV6, &ipv6, sizeof ipv6);
         if (!st->pub)
             zmq_setsockopt(sock, ZMQ_IMMEDIATE, &immediate, sizeof immediate);
-        if (zmq_connect(sock, endpoint) == 0) {
+        if ((!st->server_key[0] ||
+             evr_auth_client(evr_target_opts(t)->auth, sock, st->server_key) ==
+                 0) &&
+            zmq_connect(sock, endpoint) == 0) {
             st->sock = sock;
             st->failing = false;
             return 0;

@@ -244,6 +244,9 @@ static void s_parse(int argc, char **argv, s_args_t *a)
                     .producer = -1,
                     .clients = 1,
                     .threads = 1};
+    //  CURVE, as evrelayctl takes it from the environment
+    a->opts.cert = getenv("EVRELAY_CERT");
+    a->opts.server_key = getenv("EVRELAY_SERVER_KEY");
     int opt;
     while ((opt = getopt(argc, argv, "e:n:p:r:t:E:a:c:T:I:q:w:R:oLX:h")) !=
            -1) {
