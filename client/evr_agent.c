@@ -198,6 +198,8 @@ struct s_outcome_t {
 typedef struct s_agent_t {
     //  settings
     const char *relay;
+    const char *cert;       //  CURVE: our secret certificate, or NULL
+    const char *server_key; //  CURVE: the relays' public keys
     evr_ack_point_t ack_point;
     int stats_interval_ms; //  0 = only on SIGUSR1 and at exit
     int flush_ms;
@@ -1535,10 +1537,13 @@ static s_agent_t *s_agent_new(s_agent_t *settings)
         }
     }
 
-    evr_client_opts_t opts = {.ack_point = self->ack_point};
+    evr_client_opts_t opts = {.ack_point = self->ack_point,
+                              .cert = self->cert,
+                              .server_key = self->server_key};
     self->client = evr_client_new(self->relay, &opts);
     if (!self->client) {
-        s_log('E', "cannot use relay endpoints '%s'", self->relay);
+        s_log('E', "cannot use relay endpoints '%s'%s", self->relay,
+              self->cert ? " with --cert and --server-key" : "");
         goto failed;
     }
     return self;
@@ -1708,6 +1713,13 @@ static void s_usage(FILE *stream)
         "options:\n"
         "  -r, --relay ENDPOINTS  relay ingest endpoints, comma-separated "
         "(default %s)\n"
+        "  --cert FILE            CURVE: this agent's secret certificate "
+        "(default $EVRELAY_CERT)\n"
+        "  --server-key KEYS      CURVE: the relays' public keys, Z85 or "
+        "certificate files,\n"
+        "                         one, or one per endpoint comma-separated "
+        "(default\n"
+        "                         $EVRELAY_SERVER_KEY)\n"
         "  --ack accepted|delivered\n"
         "                         when a relay acks an event (default "
         "delivered)\n"
@@ -1751,7 +1763,9 @@ int main(int argc, char *argv[])
         O_UNIX_MODE,
         O_STATS,
         O_FLUSH,
-        O_KAMAILIO
+        O_KAMAILIO,
+        O_CERT,
+        O_SERVER_KEY
     };
     static const struct option long_options[] = {
         {"udp", required_argument, NULL, O_UDP},
@@ -1765,13 +1779,19 @@ int main(int argc, char *argv[])
         {"stats-interval", required_argument, NULL, O_STATS},
         {"flush-timeout", required_argument, NULL, O_FLUSH},
         {"kamailio", required_argument, NULL, O_KAMAILIO},
+        {"cert", required_argument, NULL, O_CERT},
+        {"server-key", required_argument, NULL, O_SERVER_KEY},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     s_agent_t settings = {.relay = EVR_DEFAULT_INGEST,
                           .ack_point = EVR_ACK_DELIVERED,
                           .flush_ms = S_DEFAULT_FLUSH_MS,
-                          .unix_mode = -1};
+                          .unix_mode = -1,
+                          .cert = getenv("EVRELAY_CERT"),
+                          .server_key = getenv("EVRELAY_SERVER_KEY")};
+    if (settings.cert && !*settings.cert)
+        settings.cert = NULL;
     int rc = 2;
     int opt, seconds;
     while ((opt = getopt_long(argc, argv, "r:vh", long_options, NULL)) != -1) {
@@ -1802,6 +1822,12 @@ int main(int argc, char *argv[])
             }
             case 'r':
                 settings.relay = optarg;
+                break;
+            case O_CERT:
+                settings.cert = *optarg ? optarg : NULL;
+                break;
+            case O_SERVER_KEY:
+                settings.server_key = optarg;
                 break;
             case O_ACK:
                 if (strcmp(optarg, "accepted") == 0)

@@ -339,7 +339,8 @@ class Relay:
     test unless it exits 0 (SIGKILL fallback; temp files removed).
     """
 
-    def __init__(self, args=(), config=None, workers=None):
+    def __init__(self, args=(), config=None, workers=None, ctl_args=()):
+        self.ctl_args = list(ctl_args)  # e.g. CURVE: --cert F --server-key K
         self.ingest_port, self.control_port = free_ports(2)
         self.ingest = "tcp://127.0.0.1:%d" % self.ingest_port
         self.control = "tcp://127.0.0.1:%d" % self.control_port
@@ -472,7 +473,7 @@ class Relay:
                "-t", str(timeout_ms)]
         if json:
             cmd.append("--json")
-        cmd += [str(a) for a in args]
+        cmd += self.ctl_args + [str(a) for a in args]
         p = subprocess.run(cmd, stdin=subprocess.DEVNULL,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            timeout=timeout_ms / 1000.0 + 10)

@@ -303,7 +303,11 @@ class ClusterTest(RelayTestCase):
                                stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, timeout=20)
             return p.returncode, p.stdout.decode()
-        rc, out = run("--cluster", "tcp://0.0.0.0:%d" % free_port())
+        wildcard = "tcp://0.0.0.0:%d" % free_port()
+        rc, out = run("--cluster", wildcard)  # plain beyond loopback
+        self.assertEqual(rc, 1, out)
+        self.assertIn("--insecure", out)
+        rc, out = run("--insecure", "--cluster", wildcard)
         self.assertEqual(rc, 1, out)
         self.assertIn("not a wildcard", out)
         rc, out = run("--data-dir", data)
