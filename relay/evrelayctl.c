@@ -321,6 +321,36 @@ static int s_build_raise(int argc, char **argv, char **params)
 }
 
 //  --------------------------------------------------------------------------
+//  Read one handshake-failure event from a socket monitor; returns what it
+//  means for the user, or NULL.
+
+static const char *s_handshake_failure(void *mon)
+{
+    zmq_msg_t event, address;
+    zmq_msg_init(&event);
+    zmq_msg_init(&address);
+    const char *why = NULL;
+    if (zmq_msg_recv(&event, mon, 0) >= 0 && zmq_msg_more(&event))
+        zmq_msg_recv(&address, mon, 0);
+    if (zmq_msg_size(&event) >= 2) {
+        uint16_t id;
+        memcpy(&id, zmq_msg_data(&event), 2);
+        if (id == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+            why = s_cert ? "the relay refused this certificate (not in its "
+                           "operators, or revoked)"
+                         : "the relay refused this client";
+        else
+            why = s_cert ? "CURVE handshake failed (wrong --server-key, or "
+                           "the relay does not use CURVE)"
+                         : "handshake failed (the relay requires CURVE: "
+                           "--cert and --server-key)";
+    }
+    zmq_msg_close(&event);
+    zmq_msg_close(&address);
+    return why;
+}
+
+//  --------------------------------------------------------------------------
 //  Transport
 
 //  Returns a request id that differs between runs: random bytes, or the
@@ -378,6 +408,8 @@ static int s_exchange(const char *endpoint, int timeout_ms,
     evrelay__control_request__pack(request, frame);
 
     int rc = S_EXIT_NO_ANSWER;
+    void *mon = NULL;
+    const char *refused = NULL; //  why the handshake failed, if it did
     void *ctx = zmq_ctx_new();
     void *sock = ctx ? zmq_socket(ctx, ZMQ_DEALER) : NULL;
     if (!sock) {
@@ -394,6 +426,19 @@ static int s_exchange(const char *endpoint, int timeout_ms,
         rc = s_usage_error("CURVE", why);
         goto done;
     }
+    //  Watch the handshake, to say why a relay does not answer.
+    mon = zmq_socket(ctx, ZMQ_PAIR);
+    if (!mon ||
+        zmq_socket_monitor(sock, "inproc://evrelayctl-handshake",
+                           ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) ||
+        zmq_connect(mon, "inproc://evrelayctl-handshake")) {
+        fprintf(stderr, "evrelayctl: zmq: %s\n", zmq_strerror(zmq_errno()));
+        rc = S_EXIT_ERROR;
+        goto done;
+    }
+    zmq_setsockopt(mon, ZMQ_LINGER, &linger, sizeof linger);
     if (zmq_connect(sock, endpoint)) {
         rc = s_usage_error("bad endpoint", endpoint);
         goto done;
@@ -406,13 +451,20 @@ static int s_exchange(const char *endpoint, int timeout_ms,
     zmq_msg_t payload;
     zmq_msg_init(&payload);
     for (int64_t left = timeout_ms; left > 0; left = deadline - s_now_ms()) {
-        zmq_pollitem_t item = {sock, 0, ZMQ_POLLIN, 0};
-        int n = zmq_poll(&item, 1, (long)left);
+        zmq_pollitem_t items[2] = {{sock, 0, ZMQ_POLLIN, 0},
+                                   {mon, 0, ZMQ_POLLIN, 0}};
+        int n = zmq_poll(items, 2, (long)left);
         if (n < 0 && zmq_errno() == EINTR) {
             continue;
         }
         if (n <= 0) {
             break;
+        }
+        if (items[1].revents & ZMQ_POLLIN) {
+            refused = s_handshake_failure(mon);
+            if (refused && !strncmp(refused, "the relay refused", 17))
+                break; //  final: libzmq does not retry it
+            continue;
         }
         if (s_recv_payload(sock, &payload)) {
             continue;
@@ -448,12 +500,18 @@ static int s_exchange(const char *endpoint, int timeout_ms,
     zmq_msg_close(&payload);
 
 done:
-    if (rc == S_EXIT_NO_ANSWER) {
+    if (rc == S_EXIT_NO_ANSWER && refused) {
+        fprintf(stderr, "evrelayctl: no answer from %s: %s\n", endpoint,
+                refused);
+    } else if (rc == S_EXIT_NO_ANSWER) {
         fprintf(stderr, "evrelayctl: no answer from %s within %d ms\n",
                 endpoint, timeout_ms);
     }
     if (sock) {
         zmq_close(sock);
+    }
+    if (mon) {
+        zmq_close(mon);
     }
     if (ctx) {
         zmq_ctx_term(ctx);

@@ -183,15 +183,18 @@ class Security(evrtest.RelayTestCase):
         # plain evrelayctl: no answer (handshake refused)
         rc, _, err = self._as(r, None).ctl("list", timeout_ms=700)
         self.assertEqual(rc, 3, err)
+        self.assertIn("the relay requires CURVE", err)
         # bob: a key the relay does not list
         self.keys.pair("bob")
         rc, _, err = self._as(r, "bob").ctl("list", timeout_ms=700)
         self.assertEqual(rc, 3, err)
+        self.assertIn("the relay refused this certificate", err)
         # alice with the wrong server key
         wrong = self._as(r, "alice")
         wrong.ctl_args[-1] = self.keys.pair("other")[0]
         rc, _, err = wrong.ctl("list", timeout_ms=700)
         self.assertEqual(rc, 3, err)
+        self.assertIn("wrong --server-key", err)
         sec = self.security(r, "control")
         self.assertEqual(sec["keys"], 1)
         self.assertGreaterEqual(sec["denied"], 1)
