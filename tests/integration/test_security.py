@@ -310,6 +310,32 @@ class Security(evrtest.RelayTestCase):
         out = self.blast(r, env, "-n", "10", "-t", "1500", check=False)
         self.assertEqual(out["acked"], 0, out)
 
+    def test_agent(self):
+        """evrelay-agent --cert/--server-key: an OpenSIPS datagram arrives
+        through a CURVE relay, byte for byte."""
+        import socket
+        import test_agent
+        r = self.secure_relay()
+        sink = self.udp_sink()
+        r.subscribe("E_PIKE_BLOCKED", sink.spec)
+        _, secret = self.keys.pair("opensips1")
+        self.keys.allow("producers", "opensips1")
+        wait_until(lambda: self.security(r, "ingest")["keys"] == 1,
+                   what="reload", timeout=5)
+        port = free_port(socket.SOCK_DGRAM)
+        agent = test_agent.Agent(r.ingest, udp=["127.0.0.1:%d" % port],
+                                 args=["--cert", secret, "--server-key",
+                                       self.keys.relay_pub])
+        self.addCleanup(agent.cleanup)
+        agent.start()
+        payload = (b'{"jsonrpc":"2.0","method":"E_PIKE_BLOCKED",'
+                   b'"params":{"ip":"192.168.2.11"}}')
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.sendto(payload, ("127.0.0.1", port))
+        s.close()
+        self.assertEqual(sink.wait(1), [payload])
+        self.assertEqual(self.security(r, "ingest")["allowed"], 1)
+
     def blast(self, r, env, *args, check=True):
         import json
         p = subprocess.run([os.path.join(evrtest.BUILD_DIR, "evr-blast"),
