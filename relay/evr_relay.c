@@ -1545,9 +1545,6 @@ json_t *evr_relay_stats(evr_relay_t *self)
         table, "pending_batches",
         json_integer((json_int_t)evr_trackq_live(self->trackq)));
     json_object_set_new(root, "table", table);
-    json_object_set_new(
-        root, "policy",
-        evr_stats_policy_json(&self->pol, evr_http_unauthorized(self->http)));
     if (self->cluster)
         json_object_set_new(root, "cluster", evr_cluster_stats(self->cluster));
     json_object_set_new(root, "security", s_security_json(self->auth));
@@ -1564,5 +1561,8 @@ json_t *evr_relay_stats(evr_relay_t *self)
                               s_target_json(list[k]->target, list[k]->subs));
     free(list);
     json_object_set_new(root, "targets", targets);
+    json_object_set_new(
+        root, "policy",
+        evr_stats_policy_json(&self->pol, evr_http_unauthorized(self->http)));
     return root;
 }
