@@ -1,7 +1,8 @@
 """The control-plane access policy against running evrelayd processes:
 [policy] grants for the unauthenticated caller `local` on the control
-socket and over HTTP, and per operator name over HTTP with credentials
-([http_auth] bearer tokens and basic passwords); the destination
+socket and over HTTP, per operator name over HTTP with credentials
+([http_auth] bearer tokens and basic passwords) and per CURVE certificate
+name on the control socket (the ZAP User-Id); the destination
 allowlist ([allow]) refusing every rule with its name in the 403, a
 virtual subscriber refused for one child, allowed destinations working
 end to end (an event arrives at the allowed UDP sink and file); 401
@@ -95,6 +96,7 @@ class Http:
 class PolicyCase(evrtest.RelayTestCase):
 
     def policy_relay(self, config=None, args=()):
+        """A started relay (stopped in the cleanup)."""
         return PolicyRelay.started(self, args=list(args), config=config)
 
     def refused_start(self, config=None, args=()):
@@ -530,6 +532,81 @@ class HttpWithoutCredentials(PolicyCase):
         self.assertEqual(r.stop(), 0)
         self.assertNotIn("beyond loopback", r.log())
         self.assertIn("credentials required", r.log())
+
+
+# --------------------------------------------------------------------------
+
+
+class CurveOperators(PolicyCase):
+    """With CURVE the operator is the certificate's name (the ZAP
+    User-Id): the policy grants per certificate."""
+
+    def setUp(self):
+        self.root = self.tempdir()
+        self.pairs = os.path.join(self.root, "pairs")
+        self.operators = os.path.join(self.root, "operators")
+        self.producers = os.path.join(self.root, "producers")
+        for d in (self.pairs, self.operators, self.producers):
+            os.mkdir(d)
+        self.relay_pub = self.keygen("relay")
+        for name in ("alice", "bob", "carol"):
+            self.keygen(name)
+            os.link(os.path.join(self.pairs, name + ".cert"),
+                    os.path.join(self.operators, name + ".cert"))
+        self.r = PolicyRelay.started(
+            self,
+            args=["--cert", os.path.join(self.pairs, "relay.cert_secret"),
+                  "--operators", self.operators,
+                  "--producers", self.producers],
+            config="[policy]\nalice = all\nbob = list\n",
+            ctl_args=self.curve_args("alice"))
+
+    def keygen(self, name):
+        """A key pair named name (its certificate's name metadata); the
+        public certificate's path."""
+        p = subprocess.run([evrtest.EVRELAYCTL, "keygen", name, self.pairs],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=20)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return os.path.join(self.pairs, name + ".cert")
+
+    def curve_args(self, name):
+        return ["--cert", os.path.join(self.pairs, name + ".cert_secret"),
+                "--server-key", self.relay_pub]
+
+    def ctl_as(self, name, *args):
+        """evrelayctl --json as operator name: (exit, parsed stdout)."""
+        cmd = ([evrtest.EVRELAYCTL, "-s", self.r.control, "-t", "5000",
+                "--json"] + self.curve_args(name) + [str(a) for a in args])
+        p = subprocess.run(cmd, stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=20)
+        out = p.stdout.decode()
+        return p.returncode, json.loads(out) if out.strip() else None
+
+    def test_grants_follow_the_certificate_name(self):
+        sink = self.udp_sink()
+        self.assertEqual(self.ctl_as("alice", "subscribe", "E_C", sink.spec),
+                         (0, "OK"))
+        self.assertEqual(self.ctl_as("alice", "raise", "E_C"), (0, "OK"))
+        sink.wait_one()
+        rc, listed = self.ctl_as("bob", "subscribers")
+        self.assertEqual(rc, 0)
+        self.assertEqual(listed["Events"][0]["name"], "E_C")
+        self.assertEqual(self.ctl_as("bob", "subscribe", "E_C", sink.spec),
+                         (1, forbidden("refused by policy.bob: operator 'bob' "
+                                       "may not subscribe")))
+        self.assertEqual(self.ctl_as("bob", "raise", "E_C"),
+                         (1, forbidden("refused by policy.bob: operator 'bob' "
+                                       "may not raise")))
+        #  an allowed key without a [policy] line (and no '*'): nothing
+        self.assertEqual(self.ctl_as("carol", "list"),
+                         (1, forbidden("refused by policy: operator 'carol' "
+                                       "is not listed in [policy]")))
+        self.assertEqual(self.ctl_as("carol", "health")[0], 0)
+        denied = self.r.stats()["policy"]["policy_denied"]
+        self.assertEqual(denied, {"subscribe": 1, "unsubscribe": 0,
+                                  "raise": 1, "list": 1, "rotate": 0})
 
 
 if __name__ == "__main__":
