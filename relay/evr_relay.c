@@ -265,7 +265,9 @@ static void s_producer_destroy(void **item)
 //  --- cluster --------------------------------------------------------------
 
 //  Cluster apply hook: make the table agree with a replicated record. A
-//  static subscription of the same key stays as configured.
+//  static subscription of the same key stays as configured. The access
+//  policy is not asked again: the relay that took the write checked it
+//  (and records loaded from the data directory were checked when made).
 static int s_cluster_apply(void *arg, const evr_record_t *rec, bool live,
                            bool remote, char *err, size_t errlen)
 {
