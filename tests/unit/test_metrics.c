@@ -97,6 +97,7 @@ static void test_relay_counters(void **state)
     free(text);
 }
 
+//  The policy section: labelled refusal counters and the 401 counter.
 static void test_policy(void **state)
 {
     char *text =

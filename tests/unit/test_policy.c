@@ -86,6 +86,7 @@ static const char *s_check(const evr_policy_rules_t *self, const char *socket)
 
 //  --- an empty policy ---------------------------------------------------------
 
+//  Without any key: every action, every destination, no credentials.
 static void test_empty_allows_everything(void **state)
 {
     evr_policy_rules_t *self = evr_policy_new();
@@ -107,6 +108,7 @@ static void test_empty_allows_everything(void **state)
     evr_policy_destroy(&self); //  safe on NULL
 }
 
+//  The sections the module reads.
 static void test_sections(void **state)
 {
     assert_true(evr_policy_section("policy"));
@@ -129,6 +131,7 @@ static evr_action_t s_action(const char *method, const char *params)
     return action;
 }
 
+//  Every MI method name maps to its action; unknown names to none.
 static void test_action_mapping(void **state)
 {
     static const struct {
@@ -168,6 +171,7 @@ static void test_action_mapping(void **state)
     assert_string_equal(evr_policy_rule_key(EVR_ALLOW_DIRS), "dirs");
 }
 
+//  A subscribe with expire 0 (integer or string) is an unsubscribe.
 static void test_expire_zero_is_unsubscribe(void **state)
 {
     assert_int_equal(s_action("subscribe", "[\"E\",\"udp:h:1\",0]"),
@@ -200,6 +204,7 @@ static void test_expire_zero_is_unsubscribe(void **state)
 
 //  --- [policy] ------------------------------------------------------------
 
+//  Grants per name, "*" for the unlisted, local apart, exact messages.
 static void test_grants(void **state)
 {
     const char *lines[] = {"policy|alice|subscribe unsubscribe,list",
@@ -257,6 +262,7 @@ static void test_grants(void **state)
     evr_policy_destroy(&self);
 }
 
+//  No line and no "*": refused by "policy"; "*" never covers local.
 static void test_unlisted(void **state)
 {
     const char *lines[] = {"policy|alice|all", NULL};
@@ -288,6 +294,7 @@ static void test_unlisted(void **state)
     evr_policy_destroy(&third);
 }
 
+//  [policy] values and names that are refused, with their reasons.
 static void test_policy_errors(void **state)
 {
     assert_string_equal(s_refused("policy", "alice", "subscribe publish"),
@@ -309,6 +316,7 @@ static void test_policy_errors(void **state)
 
 //  --- [allow] -------------------------------------------------------------
 
+//  [allow] keys and entries that are refused, with their reasons.
 static void test_allow_errors(void **state)
 {
     assert_string_equal(s_refused("allow", "networks", "10.0.0.0/8"),
@@ -367,6 +375,7 @@ static void test_allow_errors(void **state)
                         "'..'");
 }
 
+//  IPv4 prefixes at their edges, host bits, mapped addresses, names.
 static void test_cidrs_v4(void **state)
 {
     const char *lines[] = {"allow|cidrs|10.1.2.3/8, 172.16.0.0/12",
@@ -419,6 +428,7 @@ static void test_cidrs_v4(void **state)
     evr_policy_destroy(&self);
 }
 
+//  IPv6 prefixes at their edges, spellings, /0 of either family.
 static void test_cidrs_v6(void **state)
 {
     const char *lines[] = {"allow|cidrs|::1/128 2001:db8::/32 fe80::/10",
@@ -457,6 +467,7 @@ static void test_cidrs_v6(void **state)
     evr_policy_destroy(&self);
 }
 
+//  Exact and "*." host entries, case, addresses against hosts only.
 static void test_hosts(void **state)
 {
     const char *lines[] = {"allow|hosts|Rabbit.Internal *.example.net", NULL};
@@ -497,6 +508,7 @@ static void test_hosts(void **state)
     evr_policy_destroy(&self);
 }
 
+//  Single ports and ranges at their edges, default ports.
 static void test_ports(void **state)
 {
     const char *lines[] = {"allow|ports|9000 10000-10100", "allow|ports|443",
@@ -525,6 +537,7 @@ static void test_ports(void **state)
     evr_policy_destroy(&self);
 }
 
+//  Paths strictly below a directory, folded, "..", siblings, root.
 static void test_dirs(void **state)
 {
     const char *lines[] = {"allow|dirs|/var/lib/evrelay/flat/ /run//app/./",
@@ -573,6 +586,7 @@ static void test_dirs(void **state)
     evr_policy_destroy(&self);
 }
 
+//  Transport names, evid: by the wrapped one, https apart from http.
 static void test_transports(void **state)
 {
     const char *lines[] = {"allow|transports|udp,unix https zmq", NULL};
@@ -594,6 +608,7 @@ static void test_transports(void **state)
     evr_policy_destroy(&self);
 }
 
+//  zmq tcp:// endpoints by address and port, ipc:// by path.
 static void test_zmq_endpoints(void **state)
 {
     const char *lines[] = {"allow|cidrs|127.0.0.0/8 ::1", "allow|ports|5555",
@@ -613,6 +628,7 @@ static void test_zmq_endpoints(void **state)
     evr_policy_destroy(&self);
 }
 
+//  Rules are checked transports, host, port, path; the first named.
 static void test_rule_order(void **state)
 {
     //  transports, then the host, then the port, then the path
@@ -638,6 +654,8 @@ static void test_rule_order(void **state)
     evr_policy_destroy(&self);
 }
 
+//  A virtual socket passes when each child does; the first refused is
+//  named with its number.
 static void test_virtual_children(void **state)
 {
     const char *lines[] = {"allow|cidrs|127.0.0.0/8", "allow|ports|9000-9010",
@@ -658,6 +676,7 @@ static void test_virtual_children(void **state)
     evr_policy_destroy(&self);
 }
 
+//  A long list is cut with "..." and the message stays in bounds.
 static void test_long_lists_are_cut(void **state)
 {
     evr_policy_rules_t *self = evr_policy_new();
@@ -678,6 +697,7 @@ static void test_long_lists_are_cut(void **state)
 
 //  --- [http_auth] -------------------------------------------------------------
 
+//  Bearer and basic credentials name their operator, nothing else does.
 static void test_credentials(void **state)
 {
     const char *lines[] = {
@@ -708,6 +728,7 @@ static void test_credentials(void **state)
     evr_policy_destroy(&self);
 }
 
+//  Bad [http_auth] values; errors never show the secret.
 static void test_credential_errors(void **state)
 {
     const char *want = "expected bearer:TOKEN or basic:PASSWORD (not empty)";
@@ -751,6 +772,7 @@ static bool s_loopback(const char *text)
     return evr_policy_loopback((struct sockaddr *)&in6);
 }
 
+//  Loopback addresses of both families.
 static void test_loopback(void **state)
 {
     assert_true(s_loopback("127.0.0.1"));
