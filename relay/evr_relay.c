@@ -1549,7 +1549,6 @@ json_t *evr_relay_stats(evr_relay_t *self)
     json_object_set_new(root, "table", table);
     if (self->cluster)
         json_object_set_new(root, "cluster", evr_cluster_stats(self->cluster));
-    json_object_set_new(root, "security", s_security_json(self->auth));
     size_t n = zhashx_size(self->targets), i = 0;
     s_tref_t **list = calloc(n ? n : 1, sizeof *list);
     json_t *targets = json_array();
@@ -1563,6 +1562,7 @@ json_t *evr_relay_stats(evr_relay_t *self)
                               s_target_json(list[k]->target, list[k]->subs));
     free(list);
     json_object_set_new(root, "targets", targets);
+    json_object_set_new(root, "security", s_security_json(self->auth));
     json_object_set_new(
         root, "policy",
         evr_stats_policy_json(&self->pol, evr_http_unauthorized(self->http)));
