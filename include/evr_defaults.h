@@ -115,6 +115,19 @@
 //  HTTP face: an idle keep-alive connection is closed after this long, s.
 #define EVR_DEFAULT_HTTP_IDLE_S 30
 
+//  --- access policy (docs/SECURITY.md) ----------------------------------------
+
+//  The operator name of a caller that did not authenticate: the control
+//  socket without CURVE, or the HTTP face without [http_auth] credentials.
+#define EVR_POLICY_LOCAL "local"
+
+//  The longest operator name a [policy] or [http_auth] key may have: room
+//  for a certificate's name metadata and a 40-character Z85 key.
+#define EVR_POLICY_NAME_MAX 128
+
+//  The realm the HTTP face's 401 answers name in WWW-Authenticate.
+#define EVR_HTTP_REALM "evrelay"
+
 //  Flatstore defaults from event_flatstore.
 #define EVR_DEFAULT_FLAT_DELIMITER ","
 #define EVR_DEFAULT_FLAT_MODE 0644

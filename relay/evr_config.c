@@ -143,6 +143,7 @@ evr_config_t *evr_config_new(void)
     self->max_lease_s = EVR_DEFAULT_MAX_LEASE_S;
     self->antientropy_s = EVR_DEFAULT_ANTIENTROPY_S;
     self->join_timeout_ms = EVR_DEFAULT_JOIN_TIMEOUT_MS;
+    self->policy = evr_policy_new();
     size_t n = 0;
     while (s_catalogue[n])
         n++;
@@ -150,7 +151,7 @@ evr_config_t *evr_config_new(void)
     for (size_t i = 0; self->catalogue && i < n; i++)
         self->catalogue[i] = strdup(s_catalogue[i]);
     if (!self->ingest || !self->control || !self->flat_delimiter ||
-        !self->catalogue)
+        !self->catalogue || !self->policy)
         evr_config_destroy(&self);
     return self;
 }
@@ -177,6 +178,7 @@ void evr_config_destroy(evr_config_t **self_p)
     free(self->backends);
     s_free_list(self->peers);
     s_free_list(self->catalogue);
+    evr_policy_destroy(&self->policy);
     for (size_t i = 0; i < self->nsubs; i++) {
         free(self->subs[i].event);
         free(self->subs[i].socket);
@@ -343,6 +345,15 @@ static int s_ini_key(void *user, const char *section, const char *key,
     evr_config_t *self = ld->self;
     int rc = 0;
     bool known = true;
+    if (evr_policy_section(section)) {
+        //  the reason names the key, never a [http_auth] secret
+        char why[512];
+        if (evr_policy_set(self->policy, section, key, value, why,
+                           sizeof why) == 0)
+            return 1;
+        snprintf(ld->err, ld->errlen, "%s.%s: %s", section, key, why);
+        return 0;
+    }
     if (!strcmp(section, "subscriptions"))
         rc = s_add_sub(self, key, value);
     else if (!strcmp(section, "relay") && !strcmp(key, "ingest"))

@@ -8,6 +8,7 @@
 #ifndef EVR_CONFIG_H_INCLUDED
 #define EVR_CONFIG_H_INCLUDED
 
+#include "evr_policy.h"
 #include "evr_store.h"
 #include <stdbool.h>
 #include <stddef.h>
@@ -66,6 +67,9 @@ typedef struct {
     char *operators; //  directory of operator public certificates (control)
     char *peer_keys; //  directory of peer relay public certificates
     char *backends;  //  directory of zmq subscribers' public certificates
+    //  [policy], [allow], [http_auth]: who may do what, where
+    //  subscriptions may point, HTTP credentials (never NULL)
+    evr_policy_rules_t *policy;
 } evr_config_t;
 
 //  A configuration holding every default.

@@ -5,10 +5,15 @@
     subscribers_list, raise_event, evi_flat_rotate) and 4.x (evi:subscribe,
     evi:list, evi:subscribers, evi:raise, event_flatstore:rotate).
     Results and errors follow OpenSIPS' MI shapes (docs/PROTOCOL.md).
+    Before a method runs, the access policy must grant its action to the
+    caller; a subscribe's socket must also pass the destination allowlist
+    (docs/SECURITY.md). Subscriptions a peer replicates never come through
+    here: they were checked on the relay that took them.
 */
 #include "evr_control.h"
 #include "evr_cluster.h"
 #include "evr_defaults.h"
+#include "evr_policy.h"
 #include "evr_sockspec.h"
 #include "evrelay.pb-c.h"
 
@@ -97,6 +102,29 @@ static json_t *s_sub_json(const evr_sub_info_t *info)
 
 //  --- subscribe ------------------------------------------------------------
 
+//  Check a subscription's socket against the destination allowlist.
+//  Returns 0, or -1 with 403 naming the rule (counted). A socket that does
+//  not parse is left to the subscribe, which answers 400.
+static int s_check_destination(evr_relay_t *relay, const char *socket,
+                               evr_mi_error_t *error)
+{
+    const evr_policy_rules_t *policy = evr_relay_policy(relay);
+    if (!evr_policy_has_allowlist(policy))
+        return 0;
+    char why[256];
+    evr_sockspec_t *spec = evr_sockspec_parse(socket, why, sizeof why);
+    if (!spec)
+        return 0;
+    evr_denial_t denial;
+    int rc = evr_policy_check_socket(policy, spec, &denial);
+    evr_sockspec_destroy(&spec);
+    if (rc == 0)
+        return 0;
+    evr_relay_policy_stats(relay)->allowlist_denied[denial.allow_rule]++;
+    s_error(error, 403, "Forbidden", denial.message);
+    return -1;
+}
+
 //  subscribe EVENT SOCKET [EXPIRE]
 static json_t *s_subscribe(evr_relay_t *relay, json_t *params,
                            evr_mi_error_t *error)
@@ -125,6 +153,10 @@ static json_t *s_subscribe(evr_relay_t *relay, json_t *params,
         if (expire_s < 0)
             return s_invalid(error, "Negative expire value");
     }
+    //  an unsubscribe may always remove what is there
+    if (expire_s != 0 &&
+        s_check_destination(relay, json_string_value(socket), error))
+        return NULL;
     char why[512];
     //  clustered or persistent: a replicated write, on disk before the
     //  answer, published to the peers after it
@@ -477,13 +509,33 @@ static const struct {
     {"event_flatstore:rotate", s_rotate},
 };
 
+//  May who run method with params? Returns 0, or -1 with 403 naming the
+//  [policy] rule (counted by action).
+static int s_permit(evr_relay_t *relay, const char *who, const char *method,
+                    json_t *params, evr_mi_error_t *error)
+{
+    evr_action_t action = evr_policy_request_action(method, params);
+    evr_denial_t denial;
+    if (evr_policy_permit(evr_relay_policy(relay), who, action, &denial) == 0)
+        return 0;
+    if (action > EVR_ACTION_NONE && action < EVR_ACTION_COUNT)
+        evr_relay_policy_stats(relay)->policy_denied[action]++;
+    s_error(error, 403, "Forbidden", denial.message);
+    return -1;
+}
+
 //  Run one command.
-json_t *evr_control_call(evr_relay_t *relay, const char *method, json_t *params,
+json_t *evr_control_call(evr_relay_t *relay, const char *who,
+                         const char *method, json_t *params,
                          evr_mi_error_t *error)
 {
     for (size_t i = 0; i < sizeof s_methods / sizeof *s_methods; i++)
-        if (!strcmp(method, s_methods[i].name))
+        if (!strcmp(method, s_methods[i].name)) {
+            if (s_permit(relay, who ? who : EVR_POLICY_LOCAL, method, params,
+                         error))
+                return NULL;
             return s_methods[i].fn(relay, params, error);
+        }
     return s_error(error, -32601, "Method not found", method);
 }
 
@@ -518,9 +570,9 @@ static void s_encode_reply(uint64_t id, const char *result,
 }
 
 //  Answer one ControlRequest frame.
-void evr_control_frame(evr_relay_t *relay, const void *frame, size_t len,
-                       size_t max_len, evr_control_stats_t *stats, void **reply,
-                       size_t *reply_len)
+void evr_control_frame(evr_relay_t *relay, const char *who, const void *frame,
+                       size_t len, size_t max_len, evr_control_stats_t *stats,
+                       void **reply, size_t *reply_len)
 {
     evr_mi_error_t error = {0};
     stats->requests++;
@@ -560,7 +612,7 @@ void evr_control_frame(evr_relay_t *relay, const void *frame, size_t len,
     }
     json_t *result = NULL;
     if (!error.code)
-        result = evr_control_call(relay, req->method, params, &error);
+        result = evr_control_call(relay, who, req->method, params, &error);
     if (result)
         text = json_dumps(result, JSON_COMPACT | JSON_ENCODE_ANY);
     else

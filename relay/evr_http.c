@@ -11,6 +11,12 @@
     request -32600 with id null; a notification (no id) is run and gets an
     empty 204 answer. Unlike OpenSIPS, a body of any size up to max_body
     works (it is gathered across libmicrohttpd's upload callbacks).
+
+    Each round trip sends two frames: the caller's operator name (from the
+    request's credentials, or EVR_POLICY_LOCAL when none are configured),
+    then the ControlRequest. Credentials are read when the headers are:
+    basic ones with libmicrohttpd's own decoder, a bearer token from the
+    Authorization header; the policy compares secrets in constant time.
 */
 #include "evr_http.h"
 #include "evr_defaults.h"
@@ -23,6 +29,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <strings.h>
 #include <sys/socket.h>
@@ -41,7 +48,10 @@ struct _evr_http_t {
     uint64_t next_id; //  ControlRequest ids (HTTP thread only)
     size_t max_body;
     int timeout_ms;
-    int stopping; //  atomic: evr_http_destroy has begun
+    int stopping;                     //  atomic: evr_http_destroy has begun
+    const evr_policy_rules_t *policy; //  credentials (read-only)
+    bool auth;                        //  credentials are configured
+    uint64_t unauthorized;            //  atomic: 401 answers
 };
 
 //  Where a request goes.
@@ -60,7 +70,9 @@ typedef struct {
     const char *allow; //  S_NOT_ALLOWED: the methods the path takes
     char *data;
     size_t len, cap;
-    bool too_large; //  over max_body: the rest is discarded, 413
+    bool too_large;    //  over max_body: the rest is discarded, 413
+    bool unauthorized; //  credentials missing or wrong: body discarded, 401
+    const char *who;   //  the operator (the policy's string, or local)
 } s_request_t;
 
 //  --- small helpers --------------------------------------------------------
@@ -134,10 +146,11 @@ static enum MHD_Result s_respond_json(struct MHD_Connection *conn,
 
 //  --- the round trip to the core -------------------------------------------
 
-//  Send one command to the core thread and wait at most timeout_ms for its
-//  answer. Returns the reply (free with
+//  Send one command of operator who to the core thread and wait at most
+//  timeout_ms for its answer. Returns the reply (free with
 //  evrelay__control_reply__free_unpacked), or NULL when none came.
-static Evrelay__ControlReply *s_call(evr_http_t *self, const char *method,
+static Evrelay__ControlReply *s_call(evr_http_t *self, const char *who,
+                                     const char *method,
                                      const char *params_json)
 {
     Evrelay__ControlRequest request = EVRELAY__CONTROL_REQUEST__INIT;
@@ -150,7 +163,9 @@ static Evrelay__ControlReply *s_call(evr_http_t *self, const char *method,
     if (!frame)
         return NULL;
     evrelay__control_request__pack(&request, frame);
-    int sent = zmq_send(self->core, frame, size, 0);
+    int sent = zmq_send(self->core, who, strlen(who), ZMQ_SNDMORE) < 0
+                   ? -1
+                   : zmq_send(self->core, frame, size, 0);
     free(frame);
     if (sent < 0)
         return NULL;
@@ -228,9 +243,9 @@ static json_t *s_parse_body(const char *body, size_t len)
     return request;
 }
 
-//  Answer one MI call held in body.
+//  Answer one MI call of operator who held in body.
 static enum MHD_Result s_mi(evr_http_t *self, struct MHD_Connection *conn,
-                            const char *body, size_t len)
+                            const char *who, const char *body, size_t len)
 {
     json_t *request = s_parse_body(body, len);
     if (!request)
@@ -260,7 +275,7 @@ static enum MHD_Result s_mi(evr_http_t *self, struct MHD_Connection *conn,
     char *params_json =
         params ? json_dumps(params, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
     Evrelay__ControlReply *reply =
-        s_call(self, json_string_value(method), params_json);
+        s_call(self, who, json_string_value(method), params_json);
     if (!id)
         //  a notification: run, answered with nothing
         rc = s_respond(conn, MHD_HTTP_NO_CONTENT, NULL, NULL, 0, NULL);
@@ -329,12 +344,38 @@ static void s_body_add(evr_http_t *self, s_request_t *up, const char *data,
 
 //  --- GET /metrics, GET /health -----------------------------------------
 
-//  Prometheus text from the core's stats.
-static enum MHD_Result s_metrics(evr_http_t *self, struct MHD_Connection *conn)
+//  The answer to an MI error of the core for a GET: 403 for a refusal of
+//  the access policy, else 500; the text is the message and its data.
+static enum MHD_Result
+s_respond_error(struct MHD_Connection *conn,
+                const Evrelay__ControlReply__Error *error)
 {
-    Evrelay__ControlReply *reply = s_call(self, "stats", NULL);
+    json_t *data = error->data_json
+                       ? json_loads(error->data_json, JSON_DECODE_ANY, NULL)
+                       : NULL;
+    char *body = s_format("%s: %s\n", error->message ? error->message : "",
+                          json_is_string(data) ? json_string_value(data) : "");
+    json_decref(data);
+    if (!body)
+        return MHD_NO;
+    return s_respond(conn,
+                     error->code == 403 ? MHD_HTTP_FORBIDDEN
+                                        : MHD_HTTP_INTERNAL_SERVER_ERROR,
+                     S_TEXT, body, strlen(body), NULL);
+}
+
+//  Prometheus text from the core's stats, for operator who.
+static enum MHD_Result s_metrics(evr_http_t *self, struct MHD_Connection *conn,
+                                 const char *who)
+{
+    Evrelay__ControlReply *reply = s_call(self, who, "stats", NULL);
     char *text = NULL;
     size_t len = 0;
+    if (reply && reply->error) {
+        enum MHD_Result rc = s_respond_error(conn, reply->error);
+        evrelay__control_reply__free_unpacked(reply, NULL);
+        return rc;
+    }
     if (reply && reply->result_json)
         text = evr_metrics_render(reply->result_json,
                                   strlen(reply->result_json), &len);
@@ -350,7 +391,8 @@ static enum MHD_Result s_metrics(evr_http_t *self, struct MHD_Connection *conn)
 //  Live and ready, as the core sees it; 503 unless ready.
 static enum MHD_Result s_health(evr_http_t *self, struct MHD_Connection *conn)
 {
-    Evrelay__ControlReply *reply = s_call(self, "health", NULL);
+    Evrelay__ControlReply *reply =
+        s_call(self, EVR_POLICY_LOCAL, "health", NULL);
     json_t *health = reply && reply->result_json
                          ? json_loads(reply->result_json, 0, NULL)
                          : NULL;
@@ -377,9 +419,58 @@ static bool s_is_get(const char *method)
            !strcmp(method, MHD_HTTP_METHOD_HEAD);
 }
 
-//  First call of a request (headers read): route it and keep the route
-//  in a new request state. The answer comes on a later call, once any
-//  body is read (answering now would close the connection).
+//  The operator the request's credentials name: a basic user and
+//  password (libmicrohttpd decodes them), or a bearer token. NULL when
+//  they are missing or match no [http_auth] credential.
+static const char *s_authenticate(evr_http_t *self, struct MHD_Connection *conn)
+{
+    char *password = NULL;
+    char *user = MHD_basic_auth_get_username_password(conn, &password);
+    if (user) {
+        const char *name =
+            evr_policy_basic(self->policy, user, password ? password : "");
+        if (password) {
+            sodium_memzero(password, strlen(password));
+            MHD_free(password);
+        }
+        MHD_free(user);
+        return name;
+    }
+    const char *header = MHD_lookup_connection_value(
+        conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!header || strncasecmp(header, "Bearer ", 7))
+        return NULL;
+    const char *token = header + 7;
+    while (*token == ' ')
+        token++;
+    return evr_policy_bearer(self->policy, token);
+}
+
+//  Answer 401 with a challenge for each kind of credential configured.
+static enum MHD_Result s_unauthorized(evr_http_t *self,
+                                      struct MHD_Connection *conn)
+{
+    __atomic_add_fetch(&self->unauthorized, 1, __ATOMIC_RELAXED);
+    static const char text[] = "unauthorized\n";
+    struct MHD_Response *response = MHD_create_response_from_buffer(
+        strlen(text), (void *)text, MHD_RESPMEM_PERSISTENT);
+    if (!response)
+        return MHD_NO;
+    MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, S_TEXT);
+    if (evr_policy_credentials(self->policy, true))
+        MHD_add_response_header(response, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                "Bearer realm=\"" EVR_HTTP_REALM "\"");
+    enum MHD_Result rc =
+        evr_policy_credentials(self->policy, false)
+            ? MHD_queue_basic_auth_fail_response(conn, EVR_HTTP_REALM, response)
+            : MHD_queue_response(conn, MHD_HTTP_UNAUTHORIZED, response);
+    MHD_destroy_response(response);
+    return rc;
+}
+
+//  First call of a request (headers read): route it, authenticate it and
+//  keep both in a new request state. The answer comes on a later call,
+//  once any body is read (answering now would close the connection).
 static enum MHD_Result s_begin(evr_http_t *self, struct MHD_Connection *conn,
                                const char *url, const char *method,
                                void **state)
@@ -402,16 +493,26 @@ static enum MHD_Result s_begin(evr_http_t *self, struct MHD_Connection *conn,
         }
     } else
         req->route = S_NOT_FOUND;
+    //  /mi and /metrics act for an operator; /health is open
+    req->who = EVR_POLICY_LOCAL;
+    if (self->auth && (req->route == S_MI || req->route == S_METRICS)) {
+        req->who = s_authenticate(self, conn);
+        req->unauthorized = !req->who;
+    }
     //  A client that waits for "100 Continue" before it sends a body too
-    //  large is refused now. Others are sending it already: it is read and
-    //  discarded (refusing now would close the connection under them).
+    //  large (or one that is not authenticated) is refused now. Others are
+    //  sending it already: it is read and discarded (refusing now would
+    //  close the connection under them).
     const char *length = MHD_lookup_connection_value(
         conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     const char *expect = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                      MHD_HTTP_HEADER_EXPECT);
+    bool waits = expect && !strcasecmp(expect, "100-continue");
+    if (req->unauthorized && waits)
+        return s_unauthorized(self, conn);
     if (req->route == S_MI && length &&
         strtoull(length, NULL, 10) > self->max_body) {
-        if (expect && !strcasecmp(expect, "100-continue"))
+        if (waits)
             return s_too_large(self, conn);
         req->too_large = true;
     }
@@ -431,14 +532,16 @@ static enum MHD_Result s_on_request(void *cls, struct MHD_Connection *conn,
     if (!req)
         return s_begin(self, conn, url, method, state);
     if (*upload_data_size) {
-        if (req->route == S_MI)
+        if (req->route == S_MI && !req->unauthorized)
             s_body_add(self, req, upload_data, *upload_data_size);
         *upload_data_size = 0; //  other routes ignore a body
         return MHD_YES;
     }
+    if (req->unauthorized)
+        return s_unauthorized(self, conn);
     switch (req->route) {
         case S_METRICS:
-            return s_metrics(self, conn);
+            return s_metrics(self, conn, req->who);
         case S_HEALTH:
             return s_health(self, conn);
         case S_NOT_FOUND:
@@ -453,7 +556,7 @@ static enum MHD_Result s_on_request(void *cls, struct MHD_Connection *conn,
     }
     if (req->too_large)
         return s_too_large(self, conn);
-    return s_mi(self, conn, req->data ? req->data : "", req->len);
+    return s_mi(self, conn, req->who, req->data ? req->data : "", req->len);
 }
 
 //  libmicrohttpd's completion callback: free the request state.
@@ -471,8 +574,10 @@ static void s_on_completed(void *cls, struct MHD_Connection *conn, void **state,
 //  --- construction -----------------------------------------------------------
 
 //  Bind and listen on "ADDR:PORT" or "[ADDR6]:PORT". Returns the socket,
-//  or -1 with a reason in err; *ipv6 tells the address family.
-static int s_listen(const char *listen_at, bool *ipv6, char *err, size_t errlen)
+//  or -1 with a reason in err; *ipv6 tells the address family, *loopback
+//  whether the address is a loopback one.
+static int s_listen(const char *listen_at, bool *ipv6, bool *loopback,
+                    char *err, size_t errlen)
 {
     char host[256];
     const char *port;
@@ -531,18 +636,28 @@ static int s_listen(const char *listen_at, bool *ipv6, char *err, size_t errlen)
         return -1;
     }
     *ipv6 = found->ai_family == AF_INET6;
+    *loopback = evr_policy_loopback(found->ai_addr);
     freeaddrinfo(found);
     return fd;
 }
 
 //  Bind listen and start serving.
 evr_http_t *evr_http_new(const char *listen, void *zmq_ctx,
-                         const char *core_endpoint, size_t max_body, char *err,
-                         size_t errlen)
+                         const char *core_endpoint, size_t max_body,
+                         const evr_policy_rules_t *policy, bool insecure,
+                         char *err, size_t errlen)
 {
     evr_http_t *self = calloc(1, sizeof *self);
     if (!self) {
         snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    self->policy = policy;
+    self->auth = evr_policy_credentials(policy, true) ||
+                 evr_policy_credentials(policy, false);
+    if (self->auth && sodium_init() < 0) {
+        snprintf(err, errlen, "http: cannot initialise libsodium");
+        evr_http_destroy(&self);
         return NULL;
     }
     self->max_body = max_body;
@@ -559,14 +674,28 @@ evr_http_t *evr_http_new(const char *listen, void *zmq_ctx,
         evr_http_destroy(&self);
         return NULL;
     }
-    bool ipv6 = false;
+    bool ipv6 = false, loopback = false;
     char why[512];
-    int fd = s_listen(listen, &ipv6, why, sizeof why);
+    int fd = s_listen(listen, &ipv6, &loopback, why, sizeof why);
     if (fd < 0) {
         snprintf(err, errlen, "http: %s", why);
         evr_http_destroy(&self);
         return NULL;
     }
+    if (!loopback && !self->auth && !insecure) {
+        snprintf(err, errlen,
+                 "http: %s is not a loopback address and [http_auth] has no "
+                 "credentials: add credentials, bind to loopback, or start "
+                 "with --insecure",
+                 listen);
+        close(fd);
+        evr_http_destroy(&self);
+        return NULL;
+    }
+    if (!loopback && !self->auth)
+        zsys_warning("http: %s is beyond loopback and has no credentials "
+                     "(--insecure): whoever reaches it acts as operator '%s'",
+                     listen, EVR_POLICY_LOCAL);
     //  The HTTP thread inherits a blocked signal mask: signals go to the
     //  core thread, whose poll they interrupt.
     sigset_t all, old;
@@ -588,9 +717,15 @@ evr_http_t *evr_http_new(const char *listen, void *zmq_ctx,
         evr_http_destroy(&self);
         return NULL;
     }
-    zsys_info("http: serving on %s (POST /mi, GET /metrics, GET /health)",
-              listen);
+    zsys_info("http: serving on %s (POST /mi, GET /metrics, GET /health)%s",
+              listen, self->auth ? ", credentials required" : "");
     return self;
+}
+
+//  How many requests were answered 401.
+uint64_t evr_http_unauthorized(const evr_http_t *self)
+{
+    return self ? __atomic_load_n(&self->unauthorized, __ATOMIC_RELAXED) : 0;
 }
 
 //  Stop serving, close, free, NULL the pointer.

@@ -10,11 +10,23 @@
     evr_control_frame, exactly like the control socket: one implementation
     of every command, two faces. The HTTP thread turns the ControlReply
     into the JSON-RPC answer, the metrics text or the health answer.
+
+    Authentication: with [http_auth] credentials configured, POST /mi and
+    GET /metrics need a valid bearer token or basic credentials (401 with
+    WWW-Authenticate otherwise, counted); the credentials' operator name
+    travels to the core as a frame before the request, and the core's
+    access policy decides (GET /metrics needs the `list` action). Without
+    credentials the caller is the operator EVR_POLICY_LOCAL. GET /health
+    stays open: it says live and ready, nothing else. Bound beyond loopback
+    without credentials, the face refuses to start unless insecure is set.
 */
 #ifndef EVR_HTTP_H_INCLUDED
 #define EVR_HTTP_H_INCLUDED
 
+#include "evr_policy.h"
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 //  The inproc endpoint of the core's ROUTER for the HTTP face.
 #define EVR_HTTP_CORE_ENDPOINT "inproc://evr-http"
@@ -24,10 +36,16 @@ typedef struct _evr_http_t evr_http_t;
 //  Bind listen ("ADDR:PORT", "[ADDR6]:PORT", ADDR a literal or a host
 //  name) and start serving. Requests go to the core over a DEALER
 //  connected to core_endpoint in zmq_ctx; a request body over max_body
-//  bytes is refused (413). NULL with a reason in err on failure.
+//  bytes is refused (413). policy (read-only, must outlive the face) holds
+//  the credentials; an address beyond loopback without credentials is
+//  refused unless insecure. NULL with a reason in err on failure.
 evr_http_t *evr_http_new(const char *listen, void *zmq_ctx,
-                         const char *core_endpoint, size_t max_body, char *err,
-                         size_t errlen);
+                         const char *core_endpoint, size_t max_body,
+                         const evr_policy_rules_t *policy, bool insecure,
+                         char *err, size_t errlen);
+
+//  How many requests were answered 401 (any thread; 0 for NULL).
+uint64_t evr_http_unauthorized(const evr_http_t *self);
 
 //  Stop serving (waits for the HTTP thread), close, free, NULL the
 //  pointer. Call before the ZeroMQ context is terminated.

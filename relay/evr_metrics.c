@@ -4,7 +4,9 @@
     "targets":[{"socket":S,"transport":T,"subscriptions":N,"delivered":N,
     "failed":N,"dropped":N,"queued":N,"latency_buckets_us":{"le":[...],
     "counts":[...],"sum":N},"children":[...]},...],"cluster":{...,
-    "peers":[{"node":S,"alive":0|1,"deltas_in":N,...},...]}}. Unknown keys
+    "peers":[{"node":S,"alive":0|1,"deltas_in":N,...},...]},"policy":{
+    "policy_denied":{ACTION:N,...},"allowlist_denied":{RULE:N,...},
+    "http_unauthorized":N}}. Unknown keys
     of a known section are exported too (with a generic help text), so a
     new relay counter shows up without a change here; unknown sections are
     left out until they get a type here.
@@ -407,6 +409,53 @@ static void s_put_peer_metric(FILE *out, json_t *peers,
     }
 }
 
+//  One labelled counter family from an object of counters: name{label=
+//  "PREFIX KEY"} N for each numeric key.
+static void s_put_labelled(FILE *out, json_t *object, const char *name,
+                           const char *help, const char *label,
+                           const char *prefix)
+{
+    if (!json_is_object(object))
+        return;
+    s_put_family(out, name, "counter", help);
+    const char *key;
+    json_t *value;
+    json_object_foreach(object, key, value)
+    {
+        if (!json_is_number(value))
+            continue;
+        fprintf(out, "%s{%s=\"%s", name, label, prefix);
+        s_put_label_value(out, key);
+        fputs("\"} ", out);
+        s_put_number(out, value);
+        fputc('\n', out);
+    }
+}
+
+//  The policy section: refusals by action and by allowlist rule, and the
+//  HTTP face's 401 answers.
+static void s_put_policy(FILE *out, json_t *policy)
+{
+    s_put_labelled(out, json_object_get(policy, "policy_denied"),
+                   "evrelay_policy_denied_total",
+                   "Control requests refused by [policy], by action.", "action",
+                   "");
+    s_put_labelled(out, json_object_get(policy, "allowlist_denied"),
+                   "evrelay_allowlist_denied_total",
+                   "Subscriptions refused by the destination allowlist, by "
+                   "rule.",
+                   "rule", "allow.");
+    json_t *unauthorized = json_object_get(policy, "http_unauthorized");
+    if (json_is_number(unauthorized)) {
+        s_put_family(out, "evrelay_http_unauthorized_total", "counter",
+                     "HTTP requests answered 401: credentials missing or "
+                     "wrong.");
+        fputs("evrelay_http_unauthorized_total ", out);
+        s_put_number(out, unauthorized);
+        fputc('\n', out);
+    }
+}
+
 //  Render the stats JSON as Prometheus text.
 char *evr_metrics_render(const char *stats_json, size_t len, size_t *out_len)
 {
@@ -435,6 +484,9 @@ char *evr_metrics_render(const char *stats_json, size_t len, size_t *out_len)
         if (json_is_object(object))
             s_put_section(out, &s_sections[s], object);
     }
+    json_t *policy = json_object_get(stats, "policy");
+    if (json_is_object(policy))
+        s_put_policy(out, policy);
     json_t *targets = json_object_get(stats, "targets");
     if (json_is_array(targets)) {
         for (size_t m = 0;

@@ -12,7 +12,9 @@
     socket too) and the histogram evrelay_delivery_latency_seconds;
     evrelay_cluster_<key>[_total] for the cluster section (gauges for its
     state, counters for the rest) and evrelay_cluster_peer_* per peer
-    (label peer = node id). The full table is in docs/OPERATIONS.md.
+    (label peer = node id); evrelay_policy_denied_total{action},
+    evrelay_allowlist_denied_total{rule} and evrelay_http_unauthorized_total
+    for the policy section. The full table is in docs/OPERATIONS.md.
 */
 #ifndef EVR_METRICS_H_INCLUDED
 #define EVR_METRICS_H_INCLUDED

@@ -127,6 +127,7 @@ struct _evr_relay_t {
     zhashx_t *producers; //  "hex(id):epoch" -> s_producer_t
     evr_ingest_stats_t in;
     evr_control_stats_t ct;
+    evr_policy_stats_t pol; //  refusals of the access policy
     int64_t start_ms;
     //  Per-dispatch scratch: jobs per worker.
     evr_job_t **jobs;
@@ -264,7 +265,9 @@ static void s_producer_destroy(void **item)
 //  --- cluster --------------------------------------------------------------
 
 //  Cluster apply hook: make the table agree with a replicated record. A
-//  static subscription of the same key stays as configured.
+//  static subscription of the same key stays as configured. The access
+//  policy is not asked again: the relay that took the write checked it
+//  (and records loaded from the data directory were checked when made).
 static int s_cluster_apply(void *arg, const evr_record_t *rec, bool live,
                            bool remote, char *err, size_t errlen)
 {
@@ -349,9 +352,32 @@ static int s_check_plain(const evr_config_t *cfg, char *err, size_t errlen)
     return 0;
 }
 
+//  Check the static subscriptions against the destination allowlist: they
+//  are the operator's own, but an allowlist says where the relay may send
+//  at all. Returns 0, or -1 naming the first one refused.
+static int s_check_static(const evr_config_t *cfg, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < cfg->nsubs; i++) {
+        char why[512];
+        evr_denial_t denial;
+        evr_sockspec_t *spec =
+            evr_sockspec_parse(cfg->subs[i].socket, why, sizeof why);
+        int rc = spec ? evr_policy_check_socket(cfg->policy, spec, &denial) : 0;
+        evr_sockspec_destroy(&spec);
+        if (rc) {
+            snprintf(err, errlen, "static subscription %s = %s: %s",
+                     cfg->subs[i].event, cfg->subs[i].socket, denial.message);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 //  Create the relay.
 evr_relay_t *evr_relay_new(const evr_config_t *cfg, char *err, size_t errlen)
 {
+    if (s_check_static(cfg, err, errlen))
+        return NULL;
     evr_relay_t *self = calloc(1, sizeof *self);
     if (!self) {
         snprintf(err, errlen, "out of memory");
@@ -431,7 +457,8 @@ evr_relay_t *evr_relay_new(const evr_config_t *cfg, char *err, size_t errlen)
         if (self->http_core)
             self->http =
                 evr_http_new(cfg->http, self->ctx, EVR_HTTP_CORE_ENDPOINT,
-                             cfg->max_control_bytes, err, errlen);
+                             cfg->max_control_bytes, cfg->policy, cfg->insecure,
+                             err, errlen);
         if (!self->http) {
             evr_relay_destroy(&self);
             return NULL;
@@ -1263,6 +1290,31 @@ static void s_answer_all(evr_relay_t *self, void *sock, s_answer_t *ans, int n)
     }
 }
 
+//  The operator a control request speaks for, valid while payload and the
+//  envelope are open. The HTTP face's DEALER sends the name its
+//  credentials gave as the frame before the request: it is taken off the
+//  envelope (the inproc socket is reachable only from this process). On
+//  the control socket it is the ZAP User-Id that CURVE authentication set,
+//  or EVR_POLICY_LOCAL without one.
+static const char *s_caller(evr_relay_t *self, void *sock, zmq_msg_t *env,
+                            int *nenv, zmq_msg_t *payload, char *name,
+                            size_t size)
+{
+    if (sock == self->http_core) {
+        if (*nenv < 2)
+            return EVR_POLICY_LOCAL;
+        zmq_msg_t *frame = &env[*nenv - 1];
+        size_t len = zmq_msg_size(frame);
+        snprintf(name, size, "%.*s", (int)(len < size ? len : size - 1),
+                 (const char *)zmq_msg_data(frame));
+        zmq_msg_close(frame);
+        (*nenv)--;
+        return name;
+    }
+    const char *user = zmq_msg_gets(payload, "User-Id");
+    return user && *user ? user : EVR_POLICY_LOCAL;
+}
+
 //  Handle everything waiting on a control socket: the control ROUTER, or
 //  the HTTP face's (the same commands, the same code path).
 //  Answers are held back (at most S_GROUP) until the cluster's log is on
@@ -1276,6 +1328,9 @@ static void s_drain_control(evr_relay_t *self, void *sock)
         int nenv = s_recv(sock, ans[n].env, &payload);
         if (nenv < 0)
             break;
+        char name[EVR_POLICY_NAME_MAX + 1];
+        const char *who = s_caller(self, sock, ans[n].env, &nenv, &payload,
+                                   name, sizeof name);
         ans[n].nenv = nenv;
         ans[n].reply = NULL;
         ans[n].len = 0;
@@ -1285,7 +1340,7 @@ static void s_drain_control(evr_relay_t *self, void *sock)
                                "the operator's certificate was revoked",
                                &self->ct, &ans[n].reply, &ans[n].len);
         else
-            evr_control_frame(self, zmq_msg_data(&payload),
+            evr_control_frame(self, who, zmq_msg_data(&payload),
                               zmq_msg_size(&payload),
                               self->cfg->max_control_bytes, &self->ct,
                               &ans[n].reply, &ans[n].len);
@@ -1361,6 +1416,20 @@ int evr_relay_run(evr_relay_t *self)
 bool evr_relay_ready(evr_relay_t *self)
 {
     return !self->cluster || evr_cluster_ready(self->cluster);
+}
+
+//  --- policy ---------------------------------------------------------------
+
+//  The access policy.
+const evr_policy_rules_t *evr_relay_policy(evr_relay_t *self)
+{
+    return self->cfg->policy;
+}
+
+//  The counters of requests the policy refused.
+evr_policy_stats_t *evr_relay_policy_stats(evr_relay_t *self)
+{
+    return &self->pol;
 }
 
 //  --- stats ----------------------------------------------------------------
@@ -1480,7 +1549,6 @@ json_t *evr_relay_stats(evr_relay_t *self)
     json_object_set_new(root, "table", table);
     if (self->cluster)
         json_object_set_new(root, "cluster", evr_cluster_stats(self->cluster));
-    json_object_set_new(root, "security", s_security_json(self->auth));
     size_t n = zhashx_size(self->targets), i = 0;
     s_tref_t **list = calloc(n ? n : 1, sizeof *list);
     json_t *targets = json_array();
@@ -1494,5 +1562,9 @@ json_t *evr_relay_stats(evr_relay_t *self)
                               s_target_json(list[k]->target, list[k]->subs));
     free(list);
     json_object_set_new(root, "targets", targets);
+    json_object_set_new(root, "security", s_security_json(self->auth));
+    json_object_set_new(
+        root, "policy",
+        evr_stats_policy_json(&self->pol, evr_http_unauthorized(self->http)));
     return root;
 }

@@ -11,6 +11,7 @@
 
 #include "evr_config.h"
 #include "evr_event.h"
+#include "evr_stats.h"
 #include "evr_table.h"
 #include <jansson.h>
 
@@ -62,6 +63,12 @@ size_t evr_relay_rotate(evr_relay_t *self, const char *path);
 //  Ready to serve (the `health` command, GET /health). A clustered relay
 //  will be ready only once its table is in sync.
 bool evr_relay_ready(evr_relay_t *self);
+
+//  The access policy: [policy], [allow], [http_auth] (read-only).
+const evr_policy_rules_t *evr_relay_policy(evr_relay_t *self);
+
+//  The counters of requests the policy refused.
+evr_policy_stats_t *evr_relay_policy_stats(evr_relay_t *self);
 
 //  Everything `evrelayctl stats` shows (new reference).
 json_t *evr_relay_stats(evr_relay_t *self);

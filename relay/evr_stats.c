@@ -63,3 +63,20 @@ json_t *evr_stats_control_json(const evr_control_stats_t *stats)
 {
     return s_render(stats, s_control);
 }
+
+//  Render the policy counters as a JSON object.
+json_t *evr_stats_policy_json(const evr_policy_stats_t *stats,
+                              uint64_t http_unauthorized)
+{
+    json_t *actions = json_object(), *rules = json_object();
+    for (int a = EVR_ACTION_NONE + 1; a < EVR_ACTION_COUNT; a++)
+        json_object_set_new(actions, evr_policy_action_name((evr_action_t)a),
+                            json_integer((json_int_t)stats->policy_denied[a]));
+    for (int r = 0; r < EVR_ALLOW_COUNT; r++)
+        json_object_set_new(
+            rules, evr_policy_rule_key((evr_allow_rule_t)r),
+            json_integer((json_int_t)stats->allowlist_denied[r]));
+    return json_pack("{s:o,s:o,s:I}", "policy_denied", actions,
+                     "allowlist_denied", rules, "http_unauthorized",
+                     (json_int_t)http_unauthorized);
+}

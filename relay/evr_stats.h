@@ -8,6 +8,7 @@
 #ifndef EVR_STATS_H_INCLUDED
 #define EVR_STATS_H_INCLUDED
 
+#include "evr_policy.h"
 #include <jansson.h>
 #include <stdint.h>
 
@@ -41,10 +42,21 @@ typedef struct {
     uint64_t expired; //  subscriptions removed by expiry
 } evr_control_stats_t;
 
+typedef struct {
+    uint64_t policy_denied[EVR_ACTION_COUNT];   //  by action ([policy])
+    uint64_t allowlist_denied[EVR_ALLOW_COUNT]; //  by rule ([allow])
+} evr_policy_stats_t;
+
 //  Render the ingest counters as a JSON object (new reference).
 json_t *evr_stats_ingest_json(const evr_ingest_stats_t *stats);
 
 //  Render the control counters as a JSON object (new reference).
 json_t *evr_stats_control_json(const evr_control_stats_t *stats);
+
+//  Render the policy counters, with the HTTP face's 401 answers, as a JSON
+//  object (new reference): {"policy_denied":{ACTION:N,...},
+//  "allowlist_denied":{RULE:N,...},"http_unauthorized":N}.
+json_t *evr_stats_policy_json(const evr_policy_stats_t *stats,
+                              uint64_t http_unauthorized);
 
 #endif

@@ -339,6 +339,10 @@ class Relay:
     test unless it exits 0 (SIGKILL fallback; temp files removed).
     """
 
+    #  The command start() repeats until the relay answers it (a relay
+    #  whose access policy refuses `list` to local is probed with health).
+    PROBE = ("list",)
+
     def __init__(self, args=(), config=None, workers=None, ctl_args=()):
         self.ctl_args = list(ctl_args)  # e.g. CURVE: --cert F --server-key K
         self.ingest_port, self.control_port = free_ports(2)
@@ -391,7 +395,7 @@ class Relay:
                 self._forget()
                 raise AssertionError("evrelayd exited with %s at start:\n%s"
                                      % (self.proc.returncode, self.log()))
-            rc, _, _ = self.ctl("list", timeout_ms=300)
+            rc, _, _ = self.ctl(*self.PROBE, timeout_ms=300)
             if rc == 0:
                 return self
             if time.monotonic() >= deadline:

@@ -97,6 +97,31 @@ static void test_relay_counters(void **state)
     free(text);
 }
 
+//  The policy section: labelled refusal counters and the 401 counter.
+static void test_policy(void **state)
+{
+    char *text =
+        s_render("{\"policy\":{\"policy_denied\":{\"subscribe\":2,\"raise\":0},"
+                 "\"allowlist_denied\":{\"cidrs\":3,\"dirs\":1},"
+                 "\"http_unauthorized\":4}}");
+    HAS(text, "# HELP evrelay_policy_denied_total Control requests refused "
+              "by [policy], by action.\n"
+              "# TYPE evrelay_policy_denied_total counter\n"
+              "evrelay_policy_denied_total{action=\"subscribe\"} 2\n"
+              "evrelay_policy_denied_total{action=\"raise\"} 0\n");
+    HAS(text, "# TYPE evrelay_allowlist_denied_total counter\n"
+              "evrelay_allowlist_denied_total{rule=\"allow.cidrs\"} 3\n"
+              "evrelay_allowlist_denied_total{rule=\"allow.dirs\"} 1\n");
+    HAS(text, "# TYPE evrelay_http_unauthorized_total counter\n"
+              "evrelay_http_unauthorized_total 4\n");
+    free(text);
+    //  parts missing: nothing for them
+    text = s_render("{\"policy\":{\"http_unauthorized\":\"x\"}}");
+    HASNT(text, "evrelay_policy");
+    HASNT(text, "evrelay_http_unauthorized");
+    free(text);
+}
+
 static void test_cluster(void **state)
 {
     char *text = s_render(s_stats);
@@ -283,6 +308,7 @@ int main(void)
         cmocka_unit_test(test_not_an_object),
         cmocka_unit_test(test_empty_object),
         cmocka_unit_test(test_relay_counters),
+        cmocka_unit_test(test_policy),
         cmocka_unit_test(test_cluster),
         cmocka_unit_test(test_target_values),
         cmocka_unit_test(test_histogram),
