@@ -8,7 +8,10 @@
     Certificates are read with czmq's zcert.
 */
 #include "evr_auth.h"
+#include "evr_policy.h"
 #include "evr_zap.h"
+
+#include <arpa/inet.h>
 
 #include <czmq.h>
 #include <dirent.h>
@@ -65,19 +68,36 @@ const char *evr_auth_domain_name(evr_auth_domain_t d)
     return d < EVR_AUTH_DOMAINS ? s_domains[d] : "?";
 }
 
-//  Whether a ZeroMQ endpoint stays on this host.
+//  Whether a ZeroMQ endpoint stays on this host: ipc://, inproc://, or
+//  tcp:// on a literal loopback address or "localhost" (any other name
+//  could resolve anywhere).
 bool evr_auth_endpoint_is_local(const char *endpoint)
 {
     if (!strncmp(endpoint, "ipc://", 6) || !strncmp(endpoint, "inproc://", 9))
         return true;
-    if (strncmp(endpoint, "tcp://", 6))
+    if (strncmp(endpoint, "tcp://", 6) || strchr(endpoint, ';'))
+        return false; //  other transports; tcp://src;dst binds src
+    char host[256];
+    const char *start = endpoint + 6;
+    const char *colon = strrchr(start, ':');
+    if (!colon || (size_t)(colon - start) >= sizeof host)
         return false;
-    const char *host = endpoint + 6;
-    const char *semi = strchr(host, ';'); //  tcp://src;dst: the bind side
-    if (semi)
-        return false;
-    return !strncmp(host, "127.", 4) || !strncmp(host, "[::1]:", 6) ||
-           !strncmp(host, "localhost:", 10);
+    size_t len = (size_t)(colon - start);
+    if (len >= 2 && start[0] == '[' && start[len - 1] == ']') {
+        start++;
+        len -= 2;
+    }
+    memcpy(host, start, len);
+    host[len] = 0;
+    if (!strcmp(host, "localhost"))
+        return true;
+    struct sockaddr_in in4 = {.sin_family = AF_INET};
+    struct sockaddr_in6 in6 = {.sin6_family = AF_INET6};
+    if (inet_pton(AF_INET, host, &in4.sin_addr) == 1)
+        return evr_policy_loopback((struct sockaddr *)&in4);
+    if (inet_pton(AF_INET6, host, &in6.sin6_addr) == 1)
+        return evr_policy_loopback((struct sockaddr *)&in6);
+    return false;
 }
 
 //  Read one directory of public certificates into the keyring (its
