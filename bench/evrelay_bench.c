@@ -224,6 +224,7 @@ struct s_bench_t {
     bool verbose;
     char ingest[64];        //  the relay in use: the plain one unless curve
     char control[64];       //  switched to its CURVE relay
+    pid_t relay_pid;        //  the relay in use
     const char *cert;       //  the relay in use wants CURVE: our secret cert
     const char *server_key; //  and its public certificate; NULL = plain
     void *zmq_ctx;          //  zmq, curve: the bench's context
@@ -285,6 +286,10 @@ typedef struct {
     s_half_t half;
     double p50_us, p99_us;
     uint64_t dropped, resent;
+    //  CPU time (user + system) per event raised, us, from the first
+    //  raise until the sinks are done: of the relay, and of the bench's
+    //  own process (the raising thread, libevrelay's threads, the sinks)
+    double relay_cpu_us, bench_cpu_us;
 } s_relay_out_t;
 
 //  The acks scenario: one relay half per ack point, indexed by
@@ -327,6 +332,7 @@ struct s_curve_t {
     char control[64];
     char plain_ingest[64]; //  the plain relay's
     char plain_control[64];
+    pid_t plain_pid;
     pid_t relay_pid;
     bool raw_curve; //  the raw pair being measured uses CURVE
     char server_public[41], server_secret[41]; //  raw: the ROUTER's keys
@@ -358,6 +364,31 @@ static int64_t s_real_us(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+//  --------------------------------------------------------------------------
+//  CPU time (user + system, all threads) that process pid has used so far,
+//  us, from /proc/PID/stat; -1 when it cannot be read.
+
+static int64_t s_cpu_us(pid_t pid)
+{
+    char path[64], line[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *file = fopen(path, "r");
+    if (!file)
+        return -1;
+    bool read = fgets(line, sizeof(line), file) != NULL;
+    fclose(file);
+    //  fields 14 and 15 (utime, stime) count from the ')' ending field 2
+    char *at = read ? strrchr(line, ')') : NULL;
+    unsigned long long utime, stime;
+    if (!at ||
+        sscanf(at + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+               &utime, &stime) != 2)
+        return -1;
+    long ticks = sysconf(_SC_CLK_TCK);
+    return (int64_t)((utime + stime) * 1000000ULL /
+                     (unsigned long long)(ticks > 0 ? ticks : 100));
 }
 
 //  --------------------------------------------------------------------------
@@ -2055,6 +2086,7 @@ static int s_half_relay(s_bench_t *bench, const s_scenario_t *scenario,
     evr_client_t *client = NULL;
     bool subscribed = false;
     int rc = -1;
+    result->relay_cpu_us = result->bench_cpu_us = 0;
     if (!pad || s_sinks_new(bench, scenario, true, sinks))
         goto done;
     s_sinks_socket(sinks, count, socket, sizeof(socket));
@@ -2073,10 +2105,18 @@ static int s_half_relay(s_bench_t *bench, const s_scenario_t *scenario,
         goto done;
     evr_client_stats_t before, after;
     evr_client_stats(client, &before);
+    int64_t relay_cpu = s_cpu_us(bench->relay_pid),
+            own_cpu = s_cpu_us(getpid());
     int64_t first_raise = s_mono_us();
     for (size_t seq = 1; seq <= bench->n && !s_interrupted; seq++)
         s_raise(client, seq, pad);
     s_sinks_wait(sinks, count, s_mono_us());
+    if (relay_cpu >= 0 && own_cpu >= 0) {
+        result->relay_cpu_us =
+            (double)(s_cpu_us(bench->relay_pid) - relay_cpu) / (double)bench->n;
+        result->bench_cpu_us =
+            (double)(s_cpu_us(getpid()) - own_cpu) / (double)bench->n;
+    }
     s_sinks_measure(sinks, count, first_raise, &result->half);
     evr_client_stats(client, &after);
     result->dropped = after.dropped - before.dropped;
@@ -2335,6 +2375,7 @@ static void s_curve_use(s_bench_t *bench, bool on)
              on ? curve->ingest : curve->plain_ingest);
     snprintf(bench->control, sizeof(bench->control), "%s",
              on ? curve->control : curve->plain_control);
+    bench->relay_pid = on ? curve->relay_pid : curve->plain_pid;
     bench->cert = on ? curve->client_cert : NULL;
     bench->server_key = on ? curve->relay_public : NULL;
 }
@@ -2379,6 +2420,7 @@ static int s_curve_setup(s_bench_t *bench)
              bench->ingest);
     snprintf(curve->plain_control, sizeof(curve->plain_control), "%s",
              bench->control);
+    curve->plain_pid = bench->relay_pid;
     snprintf(curve->ingest, sizeof(curve->ingest), "tcp://127.0.0.1:%d",
              bench->port_base + 2);
     snprintf(curve->control, sizeof(curve->control), "tcp://127.0.0.1:%d",
@@ -2443,9 +2485,11 @@ static void s_curve_print_run(int run, const s_curve_result_t *r)
     for (int c = 0; c < 2; c++) {
         const s_relay_out_t *o = &r->relay[c];
         printf("%s relay %s %.0f ev/s p50 %.0f us p99 %.0f us lost %" PRIu64
-               " dup %" PRIu64 " dropped %" PRIu64 " resent %" PRIu64,
+               " dup %" PRIu64 " dropped %" PRIu64 " resent %" PRIu64
+               " cpu relay %.2f bench %.2f us/ev",
                c ? " |" : "", c ? "CURVE" : "plain", o->half.eps, o->p50_us,
-               o->p99_us, o->half.lost, o->half.dup, o->dropped, o->resent);
+               o->p99_us, o->half.lost, o->half.dup, o->dropped, o->resent,
+               o->relay_cpu_us, o->bench_cpu_us);
     }
     for (int c = 0; c < 2; c++)
         printf(" | zmq %s %.0f msg/s lost %" PRIu64, c ? "CURVE" : "plain",
@@ -2464,8 +2508,8 @@ static void s_curve_summary(const s_scenario_t *scenario,
                             const s_curve_result_t *results, int runs)
 {
     double eps[2][runs], p50[2][runs], p99[2][runs], lost[2][runs],
-        dropped[2][runs], zmq[2][runs], zlost[2][runs], ratio[runs],
-        zratio[runs];
+        dropped[2][runs], cpu[2][runs], own[2][runs], zmq[2][runs],
+        zlost[2][runs], ratio[runs], zratio[runs];
     for (int i = 0; i < runs; i++) {
         const s_curve_result_t *r = &results[i];
         for (int c = 0; c < 2; c++) {
@@ -2474,23 +2518,29 @@ static void s_curve_summary(const s_scenario_t *scenario,
             p99[c][i] = r->relay[c].p99_us;
             lost[c][i] = (double)r->relay[c].half.lost;
             dropped[c][i] = (double)r->relay[c].dropped;
+            cpu[c][i] = r->relay[c].relay_cpu_us;
+            own[c][i] = r->relay[c].bench_cpu_us;
             zmq[c][i] = r->zmq[c].eps;
             zlost[c][i] = (double)r->zmq[c].lost;
         }
         ratio[i] = s_ratio(eps[1][i], eps[0][i]);
         zratio[i] = s_ratio(zmq[1][i], zmq[0][i]);
     }
-    double m_eps[2], m_p50[2], m_p99[2], m_lost[2], m_zmq[2];
+    double m_eps[2], m_p50[2], m_p99[2], m_lost[2], m_cpu[2], m_own[2],
+        m_zmq[2];
     printf("summary %s (median of %d runs):\n", scenario->name, runs);
     for (int c = 0; c < 2; c++) {
         m_eps[c] = s_median(eps[c], runs);
         m_p50[c] = s_median(p50[c], runs);
         m_p99[c] = s_median(p99[c], runs);
         m_lost[c] = s_median(lost[c], runs);
+        m_cpu[c] = s_median(cpu[c], runs);
+        m_own[c] = s_median(own[c], runs);
         printf("  relay %-5s %12.0f events/s  p50 %.0f us  p99 %.0f us  "
-               "lost %.0f  client dropped %.0f\n",
+               "lost %.0f  client dropped %.0f  CPU per event: relay %.2f "
+               "us, bench %.2f us\n",
                c ? "CURVE" : "plain", m_eps[c], m_p50[c], m_p99[c], m_lost[c],
-               s_median(dropped[c], runs));
+               s_median(dropped[c], runs), m_cpu[c], m_own[c]);
     }
     double m_ratio = s_median(ratio, runs);
     printf("  relay ratio %12.3f CURVE/plain (median of per-run ratios)\n",
@@ -2506,10 +2556,12 @@ static void s_curve_summary(const s_scenario_t *scenario,
     printf("RESULT scenario=%s plain_eps=%.0f curve_eps=%.0f ratio=%.3f "
            "zmq_plain_mps=%.0f zmq_curve_mps=%.0f zmq_ratio=%.3f "
            "p50_plain_us=%.0f p99_plain_us=%.0f p50_curve_us=%.0f "
-           "p99_curve_us=%.0f lost_plain=%.0f lost_curve=%.0f\n",
+           "p99_curve_us=%.0f lost_plain=%.0f lost_curve=%.0f "
+           "relay_cpu_plain_us=%.2f relay_cpu_curve_us=%.2f "
+           "bench_cpu_plain_us=%.2f bench_cpu_curve_us=%.2f\n",
            scenario->name, m_eps[0], m_eps[1], m_ratio, m_zmq[0], m_zmq[1],
            m_zratio, m_p50[0], m_p99[0], m_p50[1], m_p99[1], m_lost[0],
-           m_lost[1]);
+           m_lost[1], m_cpu[0], m_cpu[1], m_own[0], m_own[1]);
     fflush(stdout);
 }
 
@@ -2813,6 +2865,7 @@ int main(int argc, char *argv[])
         goto done;
     }
     relay = s_relay_start(&bench, NULL);
+    bench.relay_pid = relay;
     if (relay < 0)
         goto done;
     int rcvbuf = 0;
