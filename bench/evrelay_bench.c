@@ -43,17 +43,20 @@
               and DELIVERED/NONE (the cost of at-least-once, measured in
               the same run; target >= 0.9).
     curve     the udp scenario's sink and socket; no raw half of its own:
-              per run, a relay half against the plain relay and one
-              against a second relay with CURVE on ingest and control
-              (ingest on P+2, control on P+3; certificates made at run
-              time with `evrelayctl keygen` in a temporary directory; the
-              bench's evrelayctl calls and libevrelay client then use
-              CURVE), and a raw ZeroMQ DEALER -> ROUTER pair of the bench
-              sending one payload per message, plain and with CURVE; the
-              four halves in an order that rotates from run to run. It
-              prints the ratios CURVE/plain of both: the cost of CURVE on
-              evrelay's batched publishes next to its cost per small
-              message.
+              per run, six halves in an order that rotates from run to
+              run: a relay half against the plain relay and one against
+              a second relay with CURVE on ingest and control (ingest on
+              P+2, control on P+3; certificates made at run time with
+              `evrelayctl keygen` in a temporary directory; the bench's
+              evrelayctl calls and libevrelay client then use CURVE); an
+              ingest half against each (N events nobody subscribed to,
+              timed until the last is acked: the relay's ingest alone,
+              not bound by delivery); and a raw ZeroMQ DEALER -> ROUTER
+              pair of the bench sending one payload per message, plain
+              and with CURVE. It prints the ratios CURVE/plain of each:
+              the cost of CURVE on evrelay's batched publishes next to
+              its cost per small message, and the CPU time per event of
+              the relay and of the bench's process in the relay halves.
 
     Every sink counts what it actually got and tracks lost and duplicate
     seqs in a bitmap; UDP sinks have a 4 MiB receive buffer. A half ends
@@ -94,6 +97,12 @@
 #include <zmq.h>
 
 #define S_EVENT "E_BENCH"
+
+//  curve: the event of the ingest halves, which nobody subscribes to.
+#define S_EVENT_INGEST "E_BENCH_INGEST"
+
+//  curve: how long an ingest half waits for the last ack, ms.
+#define S_INGEST_FLUSH_MS 120000
 
 //  Size of one bench payload as the sink receives it, bytes.
 #define S_PAYLOAD_BYTES 200
@@ -339,12 +348,17 @@ struct s_curve_t {
     char client_public[41], client_secret[41]; //  raw: the DEALER's keys
 };
 
-//  What one run of the curve scenario measured: the relay halves and the
-//  raw ZeroMQ halves, each [0] plain and [1] CURVE.
+//  What one run of the curve scenario measured: the relay halves (to the
+//  udp sink), the ingest halves (no subscriber, until acked) and the raw
+//  ZeroMQ halves, each [0] plain and [1] CURVE.
 typedef struct {
     s_relay_out_t relay[2];
+    s_relay_out_t ingest[2];
     s_half_t zmq[2];
 } s_curve_result_t;
+
+//  The curve scenario's halves, in the order of a run that rotates.
+#define S_CURVE_HALVES 6
 
 //  --------------------------------------------------------------------------
 //  Monotonic clock, microseconds.
@@ -1911,17 +1925,27 @@ static void s_sinks_socket(s_sink_t **sinks, int count, char *buf, size_t size)
 }
 
 //  --------------------------------------------------------------------------
-//  Raise one bench event. Returns evr_raise's answer.
+//  Raise one event named name with the bench's params. Returns evr_raise's
+//  answer.
 
-static int s_raise(evr_client_t *client, size_t seq, const char *pad)
+static int s_raise_named(evr_client_t *client, const char *name, size_t seq,
+                         const char *pad)
 {
-    evr_event_t *event = evr_event_new(S_EVENT);
+    evr_event_t *event = evr_event_new(name);
     if (!event)
         return -1;
     evr_event_add_int(event, "seq", (int64_t)seq);
     evr_event_add_int(event, "ts", s_real_us());
     evr_event_add_str(event, "pad", pad);
     return evr_raise(client, &event);
+}
+
+//  --------------------------------------------------------------------------
+//  Raise one bench event. Returns evr_raise's answer.
+
+static int s_raise(evr_client_t *client, size_t seq, const char *pad)
+{
+    return s_raise_named(client, S_EVENT, seq, pad);
 }
 
 //  --------------------------------------------------------------------------
@@ -2469,6 +2493,65 @@ static int s_curve_setup(s_bench_t *bench)
 }
 
 //  --------------------------------------------------------------------------
+//  curve: ingest half: raise n events nobody subscribed to through
+//  libevrelay (ACCEPTED) to the relay in use and time them until the last
+//  is acked: the relay's ingest path alone (receive, decode,
+//  de-duplication, lookup, ack), which delivery does not bound. Returns 0
+//  or -1 (said why).
+
+static int s_half_ingest(s_bench_t *bench, s_relay_out_t *result)
+{
+    memset(result, 0, sizeof(*result));
+    char *pad = s_pad_new(bench->n);
+    evr_client_opts_t opts = {.ack_point = EVR_ACK_ACCEPTED,
+                              .cert = bench->cert,
+                              .server_key = bench->server_key};
+    evr_client_t *client = pad ? evr_client_new(bench->ingest, &opts) : NULL;
+    int rc = -1;
+    if (!client) {
+        fprintf(stderr, "evrelay-bench: cannot connect to %s\n", bench->ingest);
+        goto done;
+    }
+    if (s_raise_named(client, S_EVENT_INGEST, 0, pad) ||
+        evr_client_flush(client, 5000)) {
+        fprintf(stderr, "evrelay-bench: relay does not ack at %s\n",
+                bench->ingest);
+        goto done;
+    }
+    evr_client_stats_t before, after;
+    evr_client_stats(client, &before);
+    int64_t relay_cpu = s_cpu_us(bench->relay_pid),
+            own_cpu = s_cpu_us(getpid());
+    int64_t start = s_mono_us();
+    for (size_t seq = 1; seq <= bench->n && !s_interrupted; seq++)
+        s_raise_named(client, S_EVENT_INGEST, seq, pad);
+    if (evr_client_flush(client, S_INGEST_FLUSH_MS)) {
+        fprintf(stderr, "evrelay-bench: %s: not every event acked in %d ms\n",
+                bench->ingest, S_INGEST_FLUSH_MS);
+        goto done;
+    }
+    int64_t span = s_mono_us() - start;
+    evr_client_stats(client, &after);
+    result->half.received = after.acked - before.acked;
+    result->half.lost = bench->n - result->half.received;
+    result->half.eps =
+        span > 0 ? (double)result->half.received * 1e6 / (double)span : 0;
+    result->dropped = after.dropped - before.dropped;
+    result->resent = after.resent - before.resent;
+    if (relay_cpu >= 0 && own_cpu >= 0) {
+        result->relay_cpu_us =
+            (double)(s_cpu_us(bench->relay_pid) - relay_cpu) / (double)bench->n;
+        result->bench_cpu_us =
+            (double)(s_cpu_us(getpid()) - own_cpu) / (double)bench->n;
+    }
+    rc = 0;
+done:
+    evr_client_destroy(&client);
+    free(pad);
+    return rc;
+}
+
+//  --------------------------------------------------------------------------
 //  curve: the ratio CURVE/plain of two rates, 0 when plain is 0.
 
 static double s_ratio(double curve, double plain)
@@ -2491,11 +2574,19 @@ static void s_curve_print_run(int run, const s_curve_result_t *r)
                o->p99_us, o->half.lost, o->half.dup, o->dropped, o->resent,
                o->relay_cpu_us, o->bench_cpu_us);
     }
+    for (int c = 0; c < 2; c++) {
+        const s_relay_out_t *o = &r->ingest[c];
+        printf(" | ingest %s %.0f ev/s dropped %" PRIu64 " resent %" PRIu64
+               " cpu relay %.2f bench %.2f us/ev",
+               c ? "CURVE" : "plain", o->half.eps, o->dropped, o->resent,
+               o->relay_cpu_us, o->bench_cpu_us);
+    }
     for (int c = 0; c < 2; c++)
         printf(" | zmq %s %.0f msg/s lost %" PRIu64, c ? "CURVE" : "plain",
                r->zmq[c].eps, r->zmq[c].lost);
-    printf(" | CURVE/plain relay %.3f zmq %.3f\n",
+    printf(" | CURVE/plain relay %.3f ingest %.3f zmq %.3f\n",
            s_ratio(r->relay[1].half.eps, r->relay[0].half.eps),
+           s_ratio(r->ingest[1].half.eps, r->ingest[0].half.eps),
            s_ratio(r->zmq[1].eps, r->zmq[0].eps));
     fflush(stdout);
 }
@@ -2508,8 +2599,9 @@ static void s_curve_summary(const s_scenario_t *scenario,
                             const s_curve_result_t *results, int runs)
 {
     double eps[2][runs], p50[2][runs], p99[2][runs], lost[2][runs],
-        dropped[2][runs], cpu[2][runs], own[2][runs], zmq[2][runs],
-        zlost[2][runs], ratio[runs], zratio[runs];
+        dropped[2][runs], cpu[2][runs], own[2][runs], in_eps[2][runs],
+        in_cpu[2][runs], in_own[2][runs], zmq[2][runs], zlost[2][runs],
+        ratio[runs], in_ratio[runs], zratio[runs];
     for (int i = 0; i < runs; i++) {
         const s_curve_result_t *r = &results[i];
         for (int c = 0; c < 2; c++) {
@@ -2520,14 +2612,18 @@ static void s_curve_summary(const s_scenario_t *scenario,
             dropped[c][i] = (double)r->relay[c].dropped;
             cpu[c][i] = r->relay[c].relay_cpu_us;
             own[c][i] = r->relay[c].bench_cpu_us;
+            in_eps[c][i] = r->ingest[c].half.eps;
+            in_cpu[c][i] = r->ingest[c].relay_cpu_us;
+            in_own[c][i] = r->ingest[c].bench_cpu_us;
             zmq[c][i] = r->zmq[c].eps;
             zlost[c][i] = (double)r->zmq[c].lost;
         }
         ratio[i] = s_ratio(eps[1][i], eps[0][i]);
+        in_ratio[i] = s_ratio(in_eps[1][i], in_eps[0][i]);
         zratio[i] = s_ratio(zmq[1][i], zmq[0][i]);
     }
-    double m_eps[2], m_p50[2], m_p99[2], m_lost[2], m_cpu[2], m_own[2],
-        m_zmq[2];
+    double m_eps[2], m_p50[2], m_p99[2], m_lost[2], m_cpu[2], m_own[2], m_in[2],
+        m_in_cpu[2], m_in_own[2], m_zmq[2];
     printf("summary %s (median of %d runs):\n", scenario->name, runs);
     for (int c = 0; c < 2; c++) {
         m_eps[c] = s_median(eps[c], runs);
@@ -2546,6 +2642,17 @@ static void s_curve_summary(const s_scenario_t *scenario,
     printf("  relay ratio %12.3f CURVE/plain (median of per-run ratios)\n",
            m_ratio);
     for (int c = 0; c < 2; c++) {
+        m_in[c] = s_median(in_eps[c], runs);
+        m_in_cpu[c] = s_median(in_cpu[c], runs);
+        m_in_own[c] = s_median(in_own[c], runs);
+        printf("  ingest %-5s%12.0f events/s acked, no subscriber  CPU per "
+               "event: relay %.2f us, bench %.2f us\n",
+               c ? "CURVE" : "plain", m_in[c], m_in_cpu[c], m_in_own[c]);
+    }
+    double m_in_ratio = s_median(in_ratio, runs);
+    printf("  ingest ratio%12.3f CURVE/plain (median of per-run ratios)\n",
+           m_in_ratio);
+    for (int c = 0; c < 2; c++) {
         m_zmq[c] = s_median(zmq[c], runs);
         printf("  zmq   %-5s %12.0f messages/s  lost %.0f\n",
                c ? "CURVE" : "plain", m_zmq[c], s_median(zlost[c], runs));
@@ -2558,43 +2665,51 @@ static void s_curve_summary(const s_scenario_t *scenario,
            "p50_plain_us=%.0f p99_plain_us=%.0f p50_curve_us=%.0f "
            "p99_curve_us=%.0f lost_plain=%.0f lost_curve=%.0f "
            "relay_cpu_plain_us=%.2f relay_cpu_curve_us=%.2f "
-           "bench_cpu_plain_us=%.2f bench_cpu_curve_us=%.2f\n",
+           "bench_cpu_plain_us=%.2f bench_cpu_curve_us=%.2f "
+           "ingest_plain_eps=%.0f ingest_curve_eps=%.0f ingest_ratio=%.3f "
+           "ingest_relay_cpu_plain_us=%.2f ingest_relay_cpu_curve_us=%.2f\n",
            scenario->name, m_eps[0], m_eps[1], m_ratio, m_zmq[0], m_zmq[1],
            m_zratio, m_p50[0], m_p99[0], m_p50[1], m_p99[1], m_lost[0],
-           m_lost[1], m_cpu[0], m_cpu[1], m_own[0], m_own[1]);
+           m_lost[1], m_cpu[0], m_cpu[1], m_own[0], m_own[1], m_in[0], m_in[1],
+           m_in_ratio, m_in_cpu[0], m_in_cpu[1]);
     fflush(stdout);
 }
 
 //  --------------------------------------------------------------------------
 //  curve: measure half h of a run (0 relay plain, 1 relay CURVE, 2 raw
-//  plain, 3 raw CURVE) into r. Returns 0 or -1 (said which).
+//  plain, 3 raw CURVE, 4 ingest plain, 5 ingest CURVE) into r. Returns 0
+//  or -1 (said which).
 
 static int s_curve_half(s_bench_t *bench, const s_scenario_t *udp, int h,
                         const s_payloads_t *payloads, s_curve_result_t *r)
 {
     bool on = h % 2 == 1;
     int rc;
-    if (h < 2) {
-        s_curve_use(bench, on);
-        rc = s_half_relay(bench, udp, &r->relay[on]);
-        s_curve_use(bench, false);
-    } else {
+    if (h == 2 || h == 3) {
         s_result_t raw;
         bench->curve->raw_curve = on;
         rc = s_half_raw(bench, &s_router_pair, payloads, &raw);
         r->zmq[on] = raw.raw;
+    } else {
+        s_curve_use(bench, on);
+        rc = h < 2 ? s_half_relay(bench, udp, &r->relay[on])
+                   : s_half_ingest(bench, &r->ingest[on]);
+        s_curve_use(bench, false);
     }
     if (rc)
-        printf("%s %s half failed\n", h < 2 ? "relay" : "zmq",
+        printf("%s %s half failed\n",
+               h < 2   ? "relay"
+               : h < 4 ? "zmq"
+                       : "ingest",
                on ? "CURVE" : "plain");
     return rc;
 }
 
 //  --------------------------------------------------------------------------
-//  curve: per run, the relay half against the plain relay and against
-//  the CURVE relay (udp sink) and the raw pair plain and with CURVE, in an
-//  order that rotates from run to run; then the summary. Returns 0 when
-//  it completed or was skipped, -1 on failure.
+//  curve: per run, against the plain relay and the CURVE relay a relay
+//  half (udp sink) and an ingest half, and the raw pair plain and with
+//  CURVE, in an order that rotates from run to run; then the summary.
+//  Returns 0 when it completed or was skipped, -1 on failure.
 
 static int s_curve_run(s_bench_t *bench, const s_scenario_t *scenario)
 {
@@ -2621,9 +2736,9 @@ static int s_curve_run(s_bench_t *bench, const s_scenario_t *scenario)
     bool failed = !payloads || !results;
     int run = 0;
     for (; !failed && run < bench->runs && !s_interrupted; run++) {
-        for (int i = 0; i < 4 && !failed && !s_interrupted; i++)
-            failed = s_curve_half(bench, udp, (run + i) % 4, payloads,
-                                  &results[run]) != 0;
+        for (int i = 0; i < S_CURVE_HALVES && !failed && !s_interrupted; i++)
+            failed = s_curve_half(bench, udp, (run + i) % S_CURVE_HALVES,
+                                  payloads, &results[run]) != 0;
         if (!failed && !s_interrupted)
             s_curve_print_run(run + 1, &results[run]);
     }
