@@ -2,7 +2,7 @@
     transport, each next to its own raw baseline measured in the same run.
 
     evrelay-bench [-v] [-n N] [--runs R] [--port-base P]
-                  [--scenario udp|parallel|zmq|rabbitmq|acks|all]
+                  [--scenario udp|parallel|zmq|rabbitmq|acks|curve|all]
                   [--ack accepted|delivered|none]
                   [--acks-on udp|parallel|zmq|rabbitmq]
                   [--amqp-port P] [--relay PATH] [--ctl PATH]
@@ -42,6 +42,21 @@
               points, in a rotating order, and the ratios ACCEPTED/NONE
               and DELIVERED/NONE (the cost of at-least-once, measured in
               the same run; target >= 0.9).
+    curve     the udp scenario's sink and socket; no raw half of its own:
+              per run, six halves in an order that rotates from run to
+              run: a relay half against the plain relay and one against
+              a second relay with CURVE on ingest and control (ingest on
+              P+2, control on P+3; certificates made at run time with
+              `evrelayctl keygen` in a temporary directory; the bench's
+              evrelayctl calls and libevrelay client then use CURVE); an
+              ingest half against each (N events nobody subscribed to,
+              timed until the last is acked: the relay's ingest alone,
+              not bound by delivery); and a raw ZeroMQ DEALER -> ROUTER
+              pair of the bench sending one payload per message, plain
+              and with CURVE. It prints the ratios CURVE/plain of each:
+              the cost of CURVE on evrelay's batched publishes next to
+              its cost per small message, and the CPU time per event of
+              the relay and of the bench's process in the relay halves.
 
     Every sink counts what it actually got and tracks lost and duplicate
     seqs in a bitmap; UDP sinks have a 4 MiB receive buffer. A half ends
@@ -82,6 +97,12 @@
 #include <zmq.h>
 
 #define S_EVENT "E_BENCH"
+
+//  curve: the event of the ingest halves, which nobody subscribes to.
+#define S_EVENT_INGEST "E_BENCH_INGEST"
+
+//  curve: how long an ingest half waits for the last ack, ms.
+#define S_INGEST_FLUSH_MS 120000
 
 //  Size of one bench payload as the sink receives it, bytes.
 #define S_PAYLOAD_BYTES 200
@@ -160,6 +181,7 @@ static volatile sig_atomic_t s_interrupted = 0;
 typedef struct s_bench_t s_bench_t;
 typedef struct s_sink_t s_sink_t;
 typedef struct s_broker_t s_broker_t;
+typedef struct s_curve_t s_curve_t;
 
 //  N pre-built payloads for the raw baselines: seq i + 1 is lens[i] bytes
 //  at data + i * S_PAYLOAD_SLOT.
@@ -172,7 +194,7 @@ typedef struct {
 //  One scenario: how its sinks receive, how its raw baseline sends, and
 //  what it needs around it. The bench calls open in the main thread, recv
 //  in the sink's own thread until told to stop, close after the join.
-typedef struct {
+typedef struct s_scenario_t {
     const char *name;
     const char *about;    //  one line for the header
     const char *raw_name; //  what the raw baseline does
@@ -191,6 +213,10 @@ typedef struct {
     //  *first_send_us just before the first send.
     int (*raw)(s_bench_t *bench, s_sink_t **sinks, int count,
                const s_payloads_t *payloads, int64_t *first_send_us);
+    //  A scenario with halves of its own (acks, curve) runs itself:
+    //  0 when it completed or was skipped, -1 on failure. NULL = the
+    //  raw and relay halves above.
+    int (*run)(s_bench_t *bench, const struct s_scenario_t *scenario);
 } s_scenario_t;
 
 //  Settings from the command line, and what scenarios set up.
@@ -205,12 +231,16 @@ struct s_bench_t {
     int port_base;
     int amqp_given; //  --amqp-port, 0 = start our own broker
     bool verbose;
-    char ingest[64];
-    char control[64];
-    void *zmq_ctx;      //  zmq: the bench's context
-    int amqp_port;      //  rabbitmq: the broker in use
-    bool amqp_declared; //  rabbitmq: we declared the bench queue
-    s_broker_t *broker; //  rabbitmq: the broker we started, or NULL
+    char ingest[64];        //  the relay in use: the plain one unless curve
+    char control[64];       //  switched to its CURVE relay
+    pid_t relay_pid;        //  the relay in use
+    const char *cert;       //  the relay in use wants CURVE: our secret cert
+    const char *server_key; //  and its public certificate; NULL = plain
+    void *zmq_ctx;          //  zmq, curve: the bench's context
+    int amqp_port;          //  rabbitmq: the broker in use
+    bool amqp_declared;     //  rabbitmq: we declared the bench queue
+    s_broker_t *broker;     //  rabbitmq: the broker we started, or NULL
+    s_curve_t *curve;       //  curve: its relay, keys and files, or NULL
 };
 
 //  One sink: a receiving end of the scenario's transport and what it
@@ -265,6 +295,10 @@ typedef struct {
     s_half_t half;
     double p50_us, p99_us;
     uint64_t dropped, resent;
+    //  CPU time (user + system) per event raised, us, from the first
+    //  raise until the sinks are done: of the relay, and of the bench's
+    //  own process (the raising thread, libevrelay's threads, the sinks)
+    double relay_cpu_us, bench_cpu_us;
 } s_relay_out_t;
 
 //  The acks scenario: one relay half per ack point, indexed by
@@ -294,6 +328,38 @@ struct s_broker_t {
     bool verbose;
 };
 
+//  The curve scenario: its CURVE relay with the certificates made for it,
+//  the plain relay's endpoints while the CURVE one is in use, and the
+//  raw DEALER -> ROUTER pair's key pairs (Z85).
+struct s_curve_t {
+    char dir[64];           //  temporary: DIR/relay.cert{,_secret}
+    char clients[96];       //  DIR/clients: producers and operators
+    char relay_cert[160];   //  the relay's secret certificate
+    char relay_public[160]; //  its public one (the clients' server key)
+    char client_cert[160];  //  the bench's secret certificate
+    char ingest[64];        //  the CURVE relay's endpoints
+    char control[64];
+    char plain_ingest[64]; //  the plain relay's
+    char plain_control[64];
+    pid_t plain_pid;
+    pid_t relay_pid;
+    bool raw_curve; //  the raw pair being measured uses CURVE
+    char server_public[41], server_secret[41]; //  raw: the ROUTER's keys
+    char client_public[41], client_secret[41]; //  raw: the DEALER's keys
+};
+
+//  What one run of the curve scenario measured: the relay halves (to the
+//  udp sink), the ingest halves (no subscriber, until acked) and the raw
+//  ZeroMQ halves, each [0] plain and [1] CURVE.
+typedef struct {
+    s_relay_out_t relay[2];
+    s_relay_out_t ingest[2];
+    s_half_t zmq[2];
+} s_curve_result_t;
+
+//  The curve scenario's halves, in the order of a run that rotates.
+#define S_CURVE_HALVES 6
+
 //  --------------------------------------------------------------------------
 //  Monotonic clock, microseconds.
 
@@ -312,6 +378,31 @@ static int64_t s_real_us(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+//  --------------------------------------------------------------------------
+//  CPU time (user + system, all threads) that process pid has used so far,
+//  us, from /proc/PID/stat; -1 when it cannot be read.
+
+static int64_t s_cpu_us(pid_t pid)
+{
+    char path[64], line[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *file = fopen(path, "r");
+    if (!file)
+        return -1;
+    bool read = fgets(line, sizeof(line), file) != NULL;
+    fclose(file);
+    //  fields 14 and 15 (utime, stime) count from the ')' ending field 2
+    char *at = read ? strrchr(line, ')') : NULL;
+    unsigned long long utime, stime;
+    if (!at ||
+        sscanf(at + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+               &utime, &stime) != 2)
+        return -1;
+    long ticks = sysconf(_SC_CLK_TCK);
+    return (int64_t)((utime + stime) * 1000000ULL /
+                     (unsigned long long)(ticks > 0 ? ticks : 100));
 }
 
 //  --------------------------------------------------------------------------
@@ -944,6 +1035,121 @@ static int s_zmq_raw(s_bench_t *bench, s_sink_t **sinks, int count,
     zmq_close(push);
     return rc;
 }
+
+//  ==========================================================================
+//  curve: a ROUTER sink, a DEALER baseline, plain or CURVE (the bench's
+//  own keys, no ZAP handler: libzmq then accepts every client key).
+
+//  --------------------------------------------------------------------------
+//  curve: a ROUTER bound to tcp://127.0.0.1 (ephemeral port), a CURVE
+//  server when the raw pair being measured uses CURVE.
+
+static int s_router_open(s_bench_t *bench, s_sink_t *sink)
+{
+    s_curve_t *curve = bench->curve;
+    sink->zsock = zmq_socket(bench->zmq_ctx, ZMQ_ROUTER);
+    int linger = 0, timeout = S_SINK_POLL_MS, server = 1;
+    size_t size = sizeof(sink->endpoint);
+    if (!sink->zsock ||
+        zmq_setsockopt(sink->zsock, ZMQ_LINGER, &linger, sizeof(linger)) ||
+        zmq_setsockopt(sink->zsock, ZMQ_RCVTIMEO, &timeout, sizeof(timeout)) ||
+        (curve->raw_curve && (zmq_setsockopt(sink->zsock, ZMQ_CURVE_SERVER,
+                                             &server, sizeof(server)) ||
+                              zmq_setsockopt(sink->zsock, ZMQ_CURVE_SECRETKEY,
+                                             curve->server_secret, 40))) ||
+        zmq_bind(sink->zsock, "tcp://127.0.0.1:*") ||
+        zmq_getsockopt(sink->zsock, ZMQ_LAST_ENDPOINT, sink->endpoint, &size)) {
+        fprintf(stderr, "evrelay-bench: router sink: %s\n",
+                zmq_strerror(zmq_errno()));
+        if (sink->zsock)
+            zmq_close(sink->zsock);
+        return -1;
+    }
+    snprintf(sink->socket, sizeof(sink->socket), "%s ROUTER %s",
+             curve->raw_curve ? "CURVE" : "plain", sink->endpoint);
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  curve: receive one message (the peer's routing id, then the payload)
+//  and count its payload.
+
+static int s_router_recv(s_sink_t *self)
+{
+    char id[256];
+    int len = zmq_recv(self->zsock, id, sizeof(id), 0);
+    if (len >= 0)
+        len = zmq_recv(self->zsock, self->bufs[0], S_SINK_DGRAM, 0);
+    if (len < 0) {
+        if (zmq_errno() == EAGAIN || zmq_errno() == EINTR)
+            return 0; //  timeout (to check stop)
+        fprintf(stderr, "evrelay-bench: router sink: %s\n",
+                zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    if (len > S_SINK_DGRAM)
+        len = S_SINK_DGRAM; //  zmq_recv truncated it
+    s_sink_count(self, self->bufs[0], (size_t)len, s_mono_us(), s_real_us());
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  curve: a DEALER of the bench (a CURVE client when the pair uses CURVE)
+//  connects to the (one) sink's ROUTER, sends a warm-up message and waits
+//  until it arrived (the handshake is not timed), then sends every
+//  payload as one message, blocking when the pipe is full.
+
+static int s_dealer_raw(s_bench_t *bench, s_sink_t **sinks, int count,
+                        const s_payloads_t *payloads, int64_t *first_send_us)
+{
+    s_curve_t *curve = bench->curve;
+    void *dealer = zmq_socket(bench->zmq_ctx, ZMQ_DEALER);
+    int linger = S_ZMQ_LINGER_MS, sndtimeo = S_ZMQ_SNDTIMEO_MS;
+    if (!dealer ||
+        zmq_setsockopt(dealer, ZMQ_LINGER, &linger, sizeof(linger)) ||
+        zmq_setsockopt(dealer, ZMQ_SNDTIMEO, &sndtimeo, sizeof(sndtimeo)) ||
+        (curve->raw_curve && (zmq_setsockopt(dealer, ZMQ_CURVE_SERVERKEY,
+                                             curve->server_public, 40) ||
+                              zmq_setsockopt(dealer, ZMQ_CURVE_PUBLICKEY,
+                                             curve->client_public, 40) ||
+                              zmq_setsockopt(dealer, ZMQ_CURVE_SECRETKEY,
+                                             curve->client_secret, 40))) ||
+        zmq_connect(dealer, sinks[0]->endpoint)) {
+        fprintf(stderr, "evrelay-bench: raw dealer: %s\n",
+                zmq_strerror(zmq_errno()));
+        if (dealer)
+            zmq_close(dealer);
+        return -1;
+    }
+    char warm[S_PAYLOAD_SLOT];
+    int warm_len = s_payload(warm, sizeof(warm), 0, 0, "");
+    int rc = -1;
+    if (zmq_send(dealer, warm, (size_t)warm_len, 0) < 0 ||
+        s_sinks_warm(sinks, count))
+        goto done;
+    rc = 0;
+    *first_send_us = s_mono_us();
+    for (size_t i = 0; i < payloads->n && !s_interrupted; i++) {
+        if (zmq_send(dealer, payloads->data + i * S_PAYLOAD_SLOT,
+                     (size_t)payloads->lens[i], 0) < 0) {
+            fprintf(stderr, "evrelay-bench: raw dealer: send %zu: %s\n", i + 1,
+                    zmq_strerror(zmq_errno()));
+            rc = -1;
+            break;
+        }
+    }
+done:
+    zmq_close(dealer);
+    return rc;
+}
+
+//  The raw pair as a scenario of one sink, for s_half_raw.
+static const s_scenario_t s_router_pair = {.name = "curve-raw",
+                                           .sinks = 1,
+                                           .open = s_router_open,
+                                           .recv = s_router_recv,
+                                           .close = s_zmq_close,
+                                           .raw = s_dealer_raw};
 
 //  ==========================================================================
 //  rabbitmq: AMQP helpers.
@@ -1601,6 +1807,9 @@ done:
 //  ==========================================================================
 //  The scenarios, in the order `all` runs them.
 
+static int s_acks_run(s_bench_t *bench, const s_scenario_t *acks);
+static int s_curve_run(s_bench_t *bench, const s_scenario_t *scenario);
+
 static const s_scenario_t s_scenarios[] = {
     {.name = "udp",
      .about = "udp:127.0.0.1:A to one UDP sink",
@@ -1647,7 +1856,14 @@ static const s_scenario_t s_scenarios[] = {
      .about = "the relay half of --acks-on (default udp) with each client "
               "ack point: none (fire-and-forget), accepted, delivered",
      .raw_name = "none: the NONE relay half is the baseline of the others",
-     .target = 0.9},
+     .target = 0.9,
+     .run = s_acks_run},
+    {.name = "curve",
+     .about = "udp:127.0.0.1:A to one UDP sink, through the plain relay and "
+              "through a relay with CURVE on ingest and control",
+     .raw_name = "a DEALER -> ROUTER pair of the bench, one payload per "
+                 "message, plain and with CURVE",
+     .run = s_curve_run},
 };
 
 #define S_SCENARIOS (sizeof(s_scenarios) / sizeof(s_scenarios[0]))
@@ -1656,14 +1872,26 @@ static const s_scenario_t s_scenarios[] = {
 //  The relay.
 
 //  --------------------------------------------------------------------------
-//  Run evrelayctl with up to four arguments. Returns its exit status.
+//  Run evrelayctl with up to four arguments (the first NULL ends them)
+//  against the relay in use, over CURVE when it wants it. Returns its exit
+//  status.
 
 static int s_ctl(s_bench_t *bench, const char *a1, const char *a2,
                  const char *a3, const char *a4)
 {
-    char *argv[] = {(char *)bench->ctl, "-s",       bench->control, "-t",
-                    S_CTL_TIMEOUT_MS,   (char *)a1, (char *)a2,     (char *)a3,
-                    (char *)a4,         NULL};
+    char *argv[16] = {(char *)bench->ctl, "-s", bench->control, "-t",
+                      S_CTL_TIMEOUT_MS};
+    int argc = 5;
+    if (bench->cert) {
+        argv[argc++] = "--cert";
+        argv[argc++] = (char *)bench->cert;
+        argv[argc++] = "--server-key";
+        argv[argc++] = (char *)bench->server_key;
+    }
+    const char *args[] = {a1, a2, a3, a4};
+    for (int i = 0; i < 4 && args[i]; i++)
+        argv[argc++] = (char *)args[i];
+    argv[argc] = NULL;
     return s_run(argv, NULL, bench->verbose, S_CTL_WAIT_MS);
 }
 
@@ -1697,11 +1925,13 @@ static void s_sinks_socket(s_sink_t **sinks, int count, char *buf, size_t size)
 }
 
 //  --------------------------------------------------------------------------
-//  Raise one bench event. Returns evr_raise's answer.
+//  Raise one event named name with the bench's params. Returns evr_raise's
+//  answer.
 
-static int s_raise(evr_client_t *client, size_t seq, const char *pad)
+static int s_raise_named(evr_client_t *client, const char *name, size_t seq,
+                         const char *pad)
 {
-    evr_event_t *event = evr_event_new(S_EVENT);
+    evr_event_t *event = evr_event_new(name);
     if (!event)
         return -1;
     evr_event_add_int(event, "seq", (int64_t)seq);
@@ -1711,13 +1941,24 @@ static int s_raise(evr_client_t *client, size_t seq, const char *pad)
 }
 
 //  --------------------------------------------------------------------------
-//  Start evrelayd and wait until `evrelayctl list` answers. Returns the
-//  relay's pid, or -1.
+//  Raise one bench event. Returns evr_raise's answer.
 
-static pid_t s_relay_start(s_bench_t *bench)
+static int s_raise(evr_client_t *client, size_t seq, const char *pad)
 {
-    char *argv[] = {(char *)bench->relay, "--ingest",     bench->ingest,
-                    "--control",          bench->control, NULL};
+    return s_raise_named(client, S_EVENT, seq, pad);
+}
+
+//  --------------------------------------------------------------------------
+//  Start evrelayd on the relay endpoints in use, with up to 10 more
+//  arguments (extra NULL-terminated, or NULL), and wait until
+//  `evrelayctl list` answers. Returns the relay's pid, or -1.
+
+static pid_t s_relay_start(s_bench_t *bench, char *const *extra)
+{
+    char *argv[16] = {(char *)bench->relay, "--ingest", bench->ingest,
+                      "--control", bench->control};
+    for (int i = 0; extra && extra[i] && i < 10; i++)
+        argv[5 + i] = extra[i];
     pid_t pid = s_spawn(argv, NULL, bench->verbose);
     if (pid < 0)
         return -1;
@@ -1869,13 +2110,16 @@ static int s_half_relay(s_bench_t *bench, const s_scenario_t *scenario,
     evr_client_t *client = NULL;
     bool subscribed = false;
     int rc = -1;
+    result->relay_cpu_us = result->bench_cpu_us = 0;
     if (!pad || s_sinks_new(bench, scenario, true, sinks))
         goto done;
     s_sinks_socket(sinks, count, socket, sizeof(socket));
     if (s_subscribe(bench, socket, S_SUB_EXPIRE))
         goto done;
     subscribed = true;
-    evr_client_opts_t opts = {.ack_point = bench->ack};
+    evr_client_opts_t opts = {.ack_point = bench->ack,
+                              .cert = bench->cert,
+                              .server_key = bench->server_key};
     client = evr_client_new(bench->ingest, &opts);
     if (!client) {
         fprintf(stderr, "evrelay-bench: cannot connect to %s\n", bench->ingest);
@@ -1885,10 +2129,18 @@ static int s_half_relay(s_bench_t *bench, const s_scenario_t *scenario,
         goto done;
     evr_client_stats_t before, after;
     evr_client_stats(client, &before);
+    int64_t relay_cpu = s_cpu_us(bench->relay_pid),
+            own_cpu = s_cpu_us(getpid());
     int64_t first_raise = s_mono_us();
     for (size_t seq = 1; seq <= bench->n && !s_interrupted; seq++)
         s_raise(client, seq, pad);
     s_sinks_wait(sinks, count, s_mono_us());
+    if (relay_cpu >= 0 && own_cpu >= 0) {
+        result->relay_cpu_us =
+            (double)(s_cpu_us(bench->relay_pid) - relay_cpu) / (double)bench->n;
+        result->bench_cpu_us =
+            (double)(s_cpu_us(getpid()) - own_cpu) / (double)bench->n;
+    }
     s_sinks_measure(sinks, count, first_raise, &result->half);
     evr_client_stats(client, &after);
     result->dropped = after.dropped - before.dropped;
@@ -2137,6 +2389,371 @@ static int s_acks_run(s_bench_t *bench, const s_scenario_t *acks)
 }
 
 //  --------------------------------------------------------------------------
+//  curve: point the bench's evrelayctl calls and libevrelay clients at
+//  the CURVE relay (on) or back at the plain one.
+
+static void s_curve_use(s_bench_t *bench, bool on)
+{
+    s_curve_t *curve = bench->curve;
+    snprintf(bench->ingest, sizeof(bench->ingest), "%s",
+             on ? curve->ingest : curve->plain_ingest);
+    snprintf(bench->control, sizeof(bench->control), "%s",
+             on ? curve->control : curve->plain_control);
+    bench->relay_pid = on ? curve->relay_pid : curve->plain_pid;
+    bench->cert = on ? curve->client_cert : NULL;
+    bench->server_key = on ? curve->relay_public : NULL;
+}
+
+//  --------------------------------------------------------------------------
+//  curve: stop the CURVE relay, remove the certificates, terminate the
+//  bench's context, free. Safe when setup stopped half-way.
+
+static void s_curve_teardown(s_bench_t *bench)
+{
+    s_curve_t *curve = bench->curve;
+    if (curve) {
+        s_curve_use(bench, false);
+        s_stop_pid(curve->relay_pid, S_STOP_GRACE_MS);
+        if (curve->dir[0])
+            nftw(curve->dir, s_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        free(curve);
+        bench->curve = NULL;
+    }
+    s_zmq_teardown(bench);
+}
+
+//  --------------------------------------------------------------------------
+//  curve: make the certificates (evrelayctl keygen: the relay's in DIR,
+//  the bench's in DIR/clients, which the relay allows on ingest and
+//  control) and the raw pair's key pairs, start the CURVE relay on
+//  ingest P+2, control P+3, and the bench's ZeroMQ context. 0 ready,
+//  1 skip (said why), -1 failed.
+
+static int s_curve_setup(s_bench_t *bench)
+{
+    if (!zmq_has("curve")) {
+        printf("curve: skipped: this libzmq has no CURVE\n");
+        return 1;
+    }
+    s_curve_t *curve = calloc(1, sizeof(s_curve_t));
+    if (!curve)
+        return -1;
+    bench->curve = curve;
+    curve->relay_pid = -1;
+    snprintf(curve->plain_ingest, sizeof(curve->plain_ingest), "%s",
+             bench->ingest);
+    snprintf(curve->plain_control, sizeof(curve->plain_control), "%s",
+             bench->control);
+    curve->plain_pid = bench->relay_pid;
+    snprintf(curve->ingest, sizeof(curve->ingest), "tcp://127.0.0.1:%d",
+             bench->port_base + 2);
+    snprintf(curve->control, sizeof(curve->control), "tcp://127.0.0.1:%d",
+             bench->port_base + 3);
+    snprintf(curve->dir, sizeof(curve->dir), "/tmp/evrelay-bench-curve.XXXXXX");
+    if (!mkdtemp(curve->dir)) {
+        curve->dir[0] = '\0';
+        fprintf(stderr, "evrelay-bench: curve: mkdtemp: %s\n", strerror(errno));
+        return -1;
+    }
+    snprintf(curve->clients, sizeof(curve->clients), "%s/clients", curve->dir);
+    snprintf(curve->relay_cert, sizeof(curve->relay_cert),
+             "%s/relay.cert_secret", curve->dir);
+    snprintf(curve->relay_public, sizeof(curve->relay_public), "%s/relay.cert",
+             curve->dir);
+    snprintf(curve->client_cert, sizeof(curve->client_cert),
+             "%s/bench.cert_secret", curve->clients);
+    char *relay_argv[] = {(char *)bench->ctl, "keygen", "relay", curve->dir,
+                          NULL};
+    char *bench_argv[] = {(char *)bench->ctl, "keygen", "bench", curve->clients,
+                          NULL};
+    if (mkdir(curve->clients, 0700) ||
+        s_run(relay_argv, NULL, bench->verbose, S_CTL_WAIT_MS) ||
+        s_run(bench_argv, NULL, bench->verbose, S_CTL_WAIT_MS)) {
+        fprintf(stderr,
+                "evrelay-bench: curve: evrelayctl keygen into %s "
+                "failed (-v shows why)\n",
+                curve->dir);
+        return -1;
+    }
+    if (zmq_curve_keypair(curve->server_public, curve->server_secret) ||
+        zmq_curve_keypair(curve->client_public, curve->client_secret)) {
+        fprintf(stderr, "evrelay-bench: curve: zmq_curve_keypair: %s\n",
+                zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    if (s_zmq_setup(bench))
+        return -1;
+    char *extra[] = {
+        "--cert",      curve->relay_cert, "--producers", curve->clients,
+        "--operators", curve->clients,    NULL};
+    s_curve_use(bench, true);
+    curve->relay_pid = s_relay_start(bench, extra);
+    s_curve_use(bench, false);
+    return curve->relay_pid < 0 ? -1 : 0;
+}
+
+//  --------------------------------------------------------------------------
+//  curve: ingest half: raise n events nobody subscribed to through
+//  libevrelay (ACCEPTED) to the relay in use and time them until the last
+//  is acked: the relay's ingest path alone (receive, decode,
+//  de-duplication, lookup, ack), which delivery does not bound. Returns 0
+//  or -1 (said why).
+
+static int s_half_ingest(s_bench_t *bench, s_relay_out_t *result)
+{
+    memset(result, 0, sizeof(*result));
+    char *pad = s_pad_new(bench->n);
+    evr_client_opts_t opts = {.ack_point = EVR_ACK_ACCEPTED,
+                              .cert = bench->cert,
+                              .server_key = bench->server_key};
+    evr_client_t *client = pad ? evr_client_new(bench->ingest, &opts) : NULL;
+    int rc = -1;
+    if (!client) {
+        fprintf(stderr, "evrelay-bench: cannot connect to %s\n", bench->ingest);
+        goto done;
+    }
+    if (s_raise_named(client, S_EVENT_INGEST, 0, pad) ||
+        evr_client_flush(client, 5000)) {
+        fprintf(stderr, "evrelay-bench: relay does not ack at %s\n",
+                bench->ingest);
+        goto done;
+    }
+    evr_client_stats_t before, after;
+    evr_client_stats(client, &before);
+    int64_t relay_cpu = s_cpu_us(bench->relay_pid),
+            own_cpu = s_cpu_us(getpid());
+    int64_t start = s_mono_us();
+    for (size_t seq = 1; seq <= bench->n && !s_interrupted; seq++)
+        s_raise_named(client, S_EVENT_INGEST, seq, pad);
+    if (evr_client_flush(client, S_INGEST_FLUSH_MS)) {
+        fprintf(stderr, "evrelay-bench: %s: not every event acked in %d ms\n",
+                bench->ingest, S_INGEST_FLUSH_MS);
+        goto done;
+    }
+    int64_t span = s_mono_us() - start;
+    evr_client_stats(client, &after);
+    result->half.received = after.acked - before.acked;
+    result->half.lost = bench->n - result->half.received;
+    result->half.eps =
+        span > 0 ? (double)result->half.received * 1e6 / (double)span : 0;
+    result->dropped = after.dropped - before.dropped;
+    result->resent = after.resent - before.resent;
+    if (relay_cpu >= 0 && own_cpu >= 0) {
+        result->relay_cpu_us =
+            (double)(s_cpu_us(bench->relay_pid) - relay_cpu) / (double)bench->n;
+        result->bench_cpu_us =
+            (double)(s_cpu_us(getpid()) - own_cpu) / (double)bench->n;
+    }
+    rc = 0;
+done:
+    evr_client_destroy(&client);
+    free(pad);
+    return rc;
+}
+
+//  --------------------------------------------------------------------------
+//  curve: the ratio CURVE/plain of two rates, 0 when plain is 0.
+
+static double s_ratio(double curve, double plain)
+{
+    return plain > 0 ? curve / plain : 0;
+}
+
+//  --------------------------------------------------------------------------
+//  curve: print one run's line.
+
+static void s_curve_print_run(int run, const s_curve_result_t *r)
+{
+    printf("run %d:", run);
+    for (int c = 0; c < 2; c++) {
+        const s_relay_out_t *o = &r->relay[c];
+        printf("%s relay %s %.0f ev/s p50 %.0f us p99 %.0f us lost %" PRIu64
+               " dup %" PRIu64 " dropped %" PRIu64 " resent %" PRIu64
+               " cpu relay %.2f bench %.2f us/ev",
+               c ? " |" : "", c ? "CURVE" : "plain", o->half.eps, o->p50_us,
+               o->p99_us, o->half.lost, o->half.dup, o->dropped, o->resent,
+               o->relay_cpu_us, o->bench_cpu_us);
+    }
+    for (int c = 0; c < 2; c++) {
+        const s_relay_out_t *o = &r->ingest[c];
+        printf(" | ingest %s %.0f ev/s dropped %" PRIu64 " resent %" PRIu64
+               " cpu relay %.2f bench %.2f us/ev",
+               c ? "CURVE" : "plain", o->half.eps, o->dropped, o->resent,
+               o->relay_cpu_us, o->bench_cpu_us);
+    }
+    for (int c = 0; c < 2; c++)
+        printf(" | zmq %s %.0f msg/s lost %" PRIu64, c ? "CURVE" : "plain",
+               r->zmq[c].eps, r->zmq[c].lost);
+    printf(" | CURVE/plain relay %.3f ingest %.3f zmq %.3f\n",
+           s_ratio(r->relay[1].half.eps, r->relay[0].half.eps),
+           s_ratio(r->ingest[1].half.eps, r->ingest[0].half.eps),
+           s_ratio(r->zmq[1].eps, r->zmq[0].eps));
+    fflush(stdout);
+}
+
+//  --------------------------------------------------------------------------
+//  curve: medians across runs, the medians of the per-run ratios, the
+//  RESULT line.
+
+static void s_curve_summary(const s_scenario_t *scenario,
+                            const s_curve_result_t *results, int runs)
+{
+    double eps[2][runs], p50[2][runs], p99[2][runs], lost[2][runs],
+        dropped[2][runs], cpu[2][runs], own[2][runs], in_eps[2][runs],
+        in_cpu[2][runs], in_own[2][runs], zmq[2][runs], zlost[2][runs],
+        ratio[runs], in_ratio[runs], zratio[runs];
+    for (int i = 0; i < runs; i++) {
+        const s_curve_result_t *r = &results[i];
+        for (int c = 0; c < 2; c++) {
+            eps[c][i] = r->relay[c].half.eps;
+            p50[c][i] = r->relay[c].p50_us;
+            p99[c][i] = r->relay[c].p99_us;
+            lost[c][i] = (double)r->relay[c].half.lost;
+            dropped[c][i] = (double)r->relay[c].dropped;
+            cpu[c][i] = r->relay[c].relay_cpu_us;
+            own[c][i] = r->relay[c].bench_cpu_us;
+            in_eps[c][i] = r->ingest[c].half.eps;
+            in_cpu[c][i] = r->ingest[c].relay_cpu_us;
+            in_own[c][i] = r->ingest[c].bench_cpu_us;
+            zmq[c][i] = r->zmq[c].eps;
+            zlost[c][i] = (double)r->zmq[c].lost;
+        }
+        ratio[i] = s_ratio(eps[1][i], eps[0][i]);
+        in_ratio[i] = s_ratio(in_eps[1][i], in_eps[0][i]);
+        zratio[i] = s_ratio(zmq[1][i], zmq[0][i]);
+    }
+    double m_eps[2], m_p50[2], m_p99[2], m_lost[2], m_cpu[2], m_own[2], m_in[2],
+        m_in_cpu[2], m_in_own[2], m_zmq[2];
+    printf("summary %s (median of %d runs):\n", scenario->name, runs);
+    for (int c = 0; c < 2; c++) {
+        m_eps[c] = s_median(eps[c], runs);
+        m_p50[c] = s_median(p50[c], runs);
+        m_p99[c] = s_median(p99[c], runs);
+        m_lost[c] = s_median(lost[c], runs);
+        m_cpu[c] = s_median(cpu[c], runs);
+        m_own[c] = s_median(own[c], runs);
+        printf("  relay %-5s %12.0f events/s  p50 %.0f us  p99 %.0f us  "
+               "lost %.0f  client dropped %.0f  CPU per event: relay %.2f "
+               "us, bench %.2f us\n",
+               c ? "CURVE" : "plain", m_eps[c], m_p50[c], m_p99[c], m_lost[c],
+               s_median(dropped[c], runs), m_cpu[c], m_own[c]);
+    }
+    double m_ratio = s_median(ratio, runs);
+    printf("  relay ratio %12.3f CURVE/plain (median of per-run ratios)\n",
+           m_ratio);
+    for (int c = 0; c < 2; c++) {
+        m_in[c] = s_median(in_eps[c], runs);
+        m_in_cpu[c] = s_median(in_cpu[c], runs);
+        m_in_own[c] = s_median(in_own[c], runs);
+        printf("  ingest %-5s%12.0f events/s acked, no subscriber  CPU per "
+               "event: relay %.2f us, bench %.2f us\n",
+               c ? "CURVE" : "plain", m_in[c], m_in_cpu[c], m_in_own[c]);
+    }
+    double m_in_ratio = s_median(in_ratio, runs);
+    printf("  ingest ratio%12.3f CURVE/plain (median of per-run ratios)\n",
+           m_in_ratio);
+    for (int c = 0; c < 2; c++) {
+        m_zmq[c] = s_median(zmq[c], runs);
+        printf("  zmq   %-5s %12.0f messages/s  lost %.0f\n",
+               c ? "CURVE" : "plain", m_zmq[c], s_median(zlost[c], runs));
+    }
+    double m_zratio = s_median(zratio, runs);
+    printf("  zmq   ratio %12.3f CURVE/plain (median of per-run ratios)\n",
+           m_zratio);
+    printf("RESULT scenario=%s plain_eps=%.0f curve_eps=%.0f ratio=%.3f "
+           "zmq_plain_mps=%.0f zmq_curve_mps=%.0f zmq_ratio=%.3f "
+           "p50_plain_us=%.0f p99_plain_us=%.0f p50_curve_us=%.0f "
+           "p99_curve_us=%.0f lost_plain=%.0f lost_curve=%.0f "
+           "relay_cpu_plain_us=%.2f relay_cpu_curve_us=%.2f "
+           "bench_cpu_plain_us=%.2f bench_cpu_curve_us=%.2f "
+           "ingest_plain_eps=%.0f ingest_curve_eps=%.0f ingest_ratio=%.3f "
+           "ingest_relay_cpu_plain_us=%.2f ingest_relay_cpu_curve_us=%.2f\n",
+           scenario->name, m_eps[0], m_eps[1], m_ratio, m_zmq[0], m_zmq[1],
+           m_zratio, m_p50[0], m_p99[0], m_p50[1], m_p99[1], m_lost[0],
+           m_lost[1], m_cpu[0], m_cpu[1], m_own[0], m_own[1], m_in[0], m_in[1],
+           m_in_ratio, m_in_cpu[0], m_in_cpu[1]);
+    fflush(stdout);
+}
+
+//  --------------------------------------------------------------------------
+//  curve: measure half h of a run (0 relay plain, 1 relay CURVE, 2 raw
+//  plain, 3 raw CURVE, 4 ingest plain, 5 ingest CURVE) into r. Returns 0
+//  or -1 (said which).
+
+static int s_curve_half(s_bench_t *bench, const s_scenario_t *udp, int h,
+                        const s_payloads_t *payloads, s_curve_result_t *r)
+{
+    bool on = h % 2 == 1;
+    int rc;
+    if (h == 2 || h == 3) {
+        s_result_t raw;
+        bench->curve->raw_curve = on;
+        rc = s_half_raw(bench, &s_router_pair, payloads, &raw);
+        r->zmq[on] = raw.raw;
+    } else {
+        s_curve_use(bench, on);
+        rc = h < 2 ? s_half_relay(bench, udp, &r->relay[on])
+                   : s_half_ingest(bench, &r->ingest[on]);
+        s_curve_use(bench, false);
+    }
+    if (rc)
+        printf("%s %s half failed\n",
+               h < 2   ? "relay"
+               : h < 4 ? "zmq"
+                       : "ingest",
+               on ? "CURVE" : "plain");
+    return rc;
+}
+
+//  --------------------------------------------------------------------------
+//  curve: per run, against the plain relay and the CURVE relay a relay
+//  half (udp sink) and an ingest half, and the raw pair plain and with
+//  CURVE, in an order that rotates from run to run; then the summary.
+//  Returns 0 when it completed or was skipped, -1 on failure.
+
+static int s_curve_run(s_bench_t *bench, const s_scenario_t *scenario)
+{
+    const s_scenario_t *udp = NULL;
+    for (size_t i = 0; i < S_SCENARIOS && !udp; i++)
+        if (!strcmp(s_scenarios[i].name, "udp"))
+            udp = &s_scenarios[i];
+    printf("   relay halves: %s; client ack point %s\n", udp->about,
+           s_ack_name(bench->ack));
+    fflush(stdout);
+    int ready = s_curve_setup(bench);
+    if (ready != 0) {
+        printf("RESULT scenario=%s %s=1\n", scenario->name,
+               ready > 0 ? "skipped" : "failed");
+        s_curve_teardown(bench);
+        return ready > 0 ? 0 : -1;
+    }
+    printf("   CURVE relay: ingest %s, control %s, certificates in %s\n",
+           bench->curve->ingest, bench->curve->control, bench->curve->dir);
+    fflush(stdout);
+    s_payloads_t *payloads = s_payloads_new(bench->n);
+    s_curve_result_t *results =
+        calloc((size_t)bench->runs, sizeof(s_curve_result_t));
+    bool failed = !payloads || !results;
+    int run = 0;
+    for (; !failed && run < bench->runs && !s_interrupted; run++) {
+        for (int i = 0; i < S_CURVE_HALVES && !failed && !s_interrupted; i++)
+            failed = s_curve_half(bench, udp, (run + i) % S_CURVE_HALVES,
+                                  payloads, &results[run]) != 0;
+        if (!failed && !s_interrupted)
+            s_curve_print_run(run + 1, &results[run]);
+    }
+    int rc = !failed && run == bench->runs && !s_interrupted ? 0 : -1;
+    if (rc == 0)
+        s_curve_summary(scenario, results, bench->runs);
+    else
+        printf("RESULT scenario=%s failed=1\n", scenario->name);
+    free(results);
+    s_payloads_destroy(&payloads);
+    s_curve_teardown(bench);
+    return rc;
+}
+
+//  --------------------------------------------------------------------------
 //  Run one scenario: setup, runs of raw and relay halves, summary,
 //  teardown. Returns 0 when it completed or was skipped, -1 on failure.
 
@@ -2144,8 +2761,8 @@ static int s_scenario_run(s_bench_t *bench, const s_scenario_t *scenario)
 {
     printf("\n== %s: %s\n   raw baseline: %s\n", scenario->name,
            scenario->about, scenario->raw_name);
-    if (!scenario->raw)
-        return s_acks_run(bench, scenario);
+    if (scenario->run)
+        return scenario->run(bench, scenario);
     printf("   client ack point: %s\n", s_ack_name(bench->ack));
     fflush(stdout);
     int ready = scenario->setup ? scenario->setup(bench) : 0;
@@ -2230,7 +2847,8 @@ static void s_usage(FILE *stream)
     fprintf(
         stream,
         "usage: evrelay-bench [-v] [-n N] [--runs R] [--port-base P]\n"
-        "                     [--scenario udp|parallel|zmq|rabbitmq|acks|all]"
+        "                     [--scenario "
+        "udp|parallel|zmq|rabbitmq|acks|curve|all]"
         "\n"
         "                     [--ack accepted|delivered|none] "
         "[--acks-on S]\n"
@@ -2239,9 +2857,11 @@ static void s_usage(FILE *stream)
         "  -n N           events per run (default 200000)\n"
         "  --runs R       runs; the summary is the median (default 5)\n"
         "  --port-base P  relay ingest on P, control on P+1 "
-        "(default 17950)\n"
-        "  --scenario S   udp (default), parallel, zmq, rabbitmq, acks, or "
-        "all\n"
+        "(default 17950);\n"
+        "                 curve: its CURVE relay on P+2 and P+3\n"
+        "  --scenario S   udp (default), parallel, zmq, rabbitmq, acks, "
+        "curve,\n"
+        "                 or all\n"
         "  --ack A        the client's ack point in the relay halves: "
         "accepted\n"
         "                 (default), delivered or none (acks: all three)\n"
@@ -2333,9 +2953,10 @@ int main(int argc, char *argv[])
         }
     }
     if (usage_error || bench.n < 1 || bench.runs < 1 || bench.port_base < 1 ||
-        bench.port_base > 65534 || optind != argc ||
+        bench.port_base > 65532 || optind != argc ||
         !s_scenario_valid(bench.scenario) || !s_scenario_valid(bench.acks_on) ||
-        !strcmp(bench.acks_on, "acks") || !strcmp(bench.acks_on, "all")) {
+        !strcmp(bench.acks_on, "acks") || !strcmp(bench.acks_on, "curve") ||
+        !strcmp(bench.acks_on, "all")) {
         s_usage(stderr);
         free(relay_path);
         free(ctl_path);
@@ -2358,7 +2979,8 @@ int main(int argc, char *argv[])
                 bench.relay, bench.ctl);
         goto done;
     }
-    relay = s_relay_start(&bench);
+    relay = s_relay_start(&bench, NULL);
+    bench.relay_pid = relay;
     if (relay < 0)
         goto done;
     int rcvbuf = 0;
