@@ -41,7 +41,8 @@ struct _evr_http_t {
     uint64_t next_id; //  ControlRequest ids (HTTP thread only)
     size_t max_body;
     int timeout_ms;
-    int stopping; //  atomic: evr_http_destroy has begun
+    int stopping;       //  atomic: evr_http_destroy has begun
+    uint64_t too_large; //  atomic: bodies over max_body refused (413)
 };
 
 //  Where a request goes.
@@ -292,6 +293,7 @@ static enum MHD_Result s_too_large(evr_http_t *self,
                                    struct MHD_Connection *conn)
 {
     char data[96];
+    __atomic_add_fetch(&self->too_large, 1, __ATOMIC_RELAXED);
     snprintf(data, sizeof data, "\"request body over %zu bytes\"",
              self->max_body);
     return s_respond_json(conn, MHD_HTTP_CONTENT_TOO_LARGE,
@@ -606,4 +608,10 @@ void evr_http_destroy(evr_http_t **self_p)
     if (self->core)
         zmq_close(self->core);
     free(self);
+}
+
+//  How many request bodies over max_body were refused so far.
+uint64_t evr_http_too_large(const evr_http_t *self)
+{
+    return __atomic_load_n(&self->too_large, __ATOMIC_RELAXED);
 }

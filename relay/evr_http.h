@@ -15,6 +15,7 @@
 #define EVR_HTTP_H_INCLUDED
 
 #include <stddef.h>
+#include <stdint.h>
 
 //  The inproc endpoint of the core's ROUTER for the HTTP face.
 #define EVR_HTTP_CORE_ENDPOINT "inproc://evr-http"
@@ -32,5 +33,9 @@ evr_http_t *evr_http_new(const char *listen, void *zmq_ctx,
 //  Stop serving (waits for the HTTP thread), close, free, NULL the
 //  pointer. Call before the ZeroMQ context is terminated.
 void evr_http_destroy(evr_http_t **self_p);
+
+//  How many request bodies over max_body were refused (413) so far; any
+//  thread.
+uint64_t evr_http_too_large(const evr_http_t *self);
 
 #endif
