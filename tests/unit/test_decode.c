@@ -24,8 +24,8 @@ typedef struct {
     Evrelay__Event event;
     Evrelay__Param params[S_MAX + 2];
     Evrelay__Param *pointers[S_MAX + 2];
-    char names[S_MAX + 2][8];
-    char values[S_MAX + 2][8];
+    char names[S_MAX + 2][24];
+    char values[S_MAX + 2][24];
 } s_event_t;
 
 //  Fill e as described above.
