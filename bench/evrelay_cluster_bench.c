@@ -476,7 +476,15 @@ int main(int argc, char **argv)
     snprintf(fsync_cfg, sizeof fsync_cfg, "%s/a.conf", o.dir);
     FILE *conf = fopen(fsync_cfg, "w");
     if (conf) {
-        fprintf(conf, "[cluster]\nfsync = %s\n", o.fsync);
+        //  room for the whole fill: a local subscribe beyond the relay's
+        //  subscription limits (docs/OPERATIONS.md 1.8) would be refused
+        int room = o.subs > EVR_DEFAULT_MAX_SUBSCRIPTIONS
+                       ? o.subs
+                       : EVR_DEFAULT_MAX_SUBSCRIPTIONS;
+        fprintf(conf,
+                "[cluster]\nfsync = %s\n[limits]\nmax_subscriptions = %d\n"
+                "max_subscriptions_per_event = %d\n",
+                o.fsync, room, room);
         fclose(conf);
     }
     printf("evrelay-cluster-bench: %d subscriptions (%d events x %d "
@@ -488,8 +496,9 @@ int main(int argc, char **argv)
 
     //  1, 2: memory and fill, without and with the cluster
     s_relay_t plain = {0};
-    double mem_plain =
-        s_memory(&plain, &o, o.port_base, NULL, "table only:", &rate_plain);
+    const char *plain_args[] = {"--config", fsync_cfg, NULL};
+    double mem_plain = s_memory(&plain, &o, o.port_base, plain_args,
+                                "table only:", &rate_plain);
     s_relay_stop(&plain);
     s_relay_t a = {0};
     char a_cluster[64];

@@ -20,6 +20,10 @@
 //  OpenSIPS limits event names to 64 characters.
 #define EVR_MAX_EVENT_NAME 64
 
+//  Longest event name accepted from producers and local subscribes
+//  ([limits] max_name_length, at most EVR_MAX_EVENT_NAME): OpenSIPS' rule.
+#define EVR_DEFAULT_MAX_NAME_LENGTH EVR_MAX_EVENT_NAME
+
 //  The largest UDP payload OpenSIPS can send (~65457); a bigger event could
 //  never reach a datagram subscriber, so it is refused at ingest.
 #define EVR_DEFAULT_MAX_EVENT_BYTES 65000
@@ -38,9 +42,33 @@
 //  Parameters per event: OpenSIPS' largest built-in events carry ~20.
 #define EVR_DEFAULT_MAX_PARAMS 128
 
+//  Bytes of one producer's DELIVERED batches accepted and not yet answered
+//  (their deliveries in progress): a full client window (65536 events) of
+//  1 KiB events, so one producer with slow subscribers cannot pin the
+//  relay's queues and trackers for everybody.
+#define EVR_DEFAULT_MAX_INFLIGHT_BYTES (64 * 1024 * 1024)
+
+//  Subscriptions a relay holds (a local subscribe beyond it is refused):
+//  about 50 MiB of table with persistence, and room for the cluster
+//  bench's 100,000.
+#define EVR_DEFAULT_MAX_SUBSCRIPTIONS 100000
+
+//  Subscriptions of one event: every event is encoded once but queued per
+//  subscriber, so this bounds the fan-out work of a single raise.
+#define EVR_DEFAULT_MAX_SUBSCRIPTIONS_PER_EVENT 10000
+
+//  Children of a virtual subscriber: the virtual transport keeps their
+//  state in a 32-bit mask (EVR_MAX_CHILDREN), the hard ceiling.
+#define EVR_DEFAULT_MAX_CHILDREN 32
+
 //  De-duplication window per producer, in sequence numbers; must exceed the
 //  client's unacked window so a resend is always recognised.
 #define EVR_DEFAULT_DEDUP_WINDOW 262144
+
+//  Events in one publish batch: libevrelay caps its unacked window, and so
+//  every batch, at half the de-duplication window; a bigger batch is
+//  refused as a whole before any of it is processed.
+#define EVR_DEFAULT_MAX_BATCH_EVENTS (EVR_DEFAULT_DEDUP_WINDOW / 2)
 
 //  Producers remembered by the de-duplication table before the least
 //  recently seen one is forgotten.

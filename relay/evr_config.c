@@ -1,6 +1,7 @@
 /*  evr_config.c - evrelayd settings: defaults, config file, flags. */
 #include "evr_config.h"
 #include "evr_defaults.h"
+#include "evr_sockspec.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -125,6 +126,12 @@ evr_config_t *evr_config_new(void)
     self->max_control_bytes = EVR_DEFAULT_MAX_CONTROL_BYTES;
     self->max_event_bytes = EVR_DEFAULT_MAX_EVENT_BYTES;
     self->max_params = EVR_DEFAULT_MAX_PARAMS;
+    self->max_name_length = EVR_DEFAULT_MAX_NAME_LENGTH;
+    self->max_batch_events = EVR_DEFAULT_MAX_BATCH_EVENTS;
+    self->max_inflight_bytes = EVR_DEFAULT_MAX_INFLIGHT_BYTES;
+    self->max_subscriptions = EVR_DEFAULT_MAX_SUBSCRIPTIONS;
+    self->max_subs_per_event = EVR_DEFAULT_MAX_SUBSCRIPTIONS_PER_EVENT;
+    self->max_children = EVR_DEFAULT_MAX_CHILDREN;
     self->dedup_window = EVR_DEFAULT_DEDUP_WINDOW;
     self->max_producers = EVR_DEFAULT_MAX_PRODUCERS;
     self->max_events = EVR_DEFAULT_MAX_EVENTS;
@@ -202,6 +209,10 @@ typedef struct {
             (int)sizeof(((evr_config_t *)0)->field), min, max                  \
     }
 
+//  The virtual transport's child mask bounds the configurable limit.
+_Static_assert(EVR_DEFAULT_MAX_CHILDREN <= EVR_MAX_CHILDREN,
+               "max_children default above the virtual transport's mask");
+
 static const s_numkey_t s_numkeys[] = {
     S_NUM("relay", "workers", workers, 1, 64),
     S_NUM("relay", "sweep_ms", sweep_ms, 10, 60000),
@@ -209,6 +220,13 @@ static const s_numkey_t s_numkeys[] = {
     S_NUM("limits", "max_control_bytes", max_control_bytes, 1024, 1 << 30),
     S_NUM("limits", "max_event_bytes", max_event_bytes, 64, 1 << 30),
     S_NUM("limits", "max_params", max_params, 1, 65536),
+    S_NUM("limits", "max_name_length", max_name_length, 1, EVR_MAX_EVENT_NAME),
+    S_NUM("limits", "max_batch_events", max_batch_events, 1, 1 << 24),
+    S_NUM("limits", "max_inflight_bytes", max_inflight_bytes, 1024, 1LL << 40),
+    S_NUM("limits", "max_subscriptions", max_subscriptions, 1, 1 << 26),
+    S_NUM("limits", "max_subscriptions_per_event", max_subs_per_event, 1,
+          1 << 26),
+    S_NUM("limits", "max_children", max_children, 1, EVR_MAX_CHILDREN),
     S_NUM("limits", "dedup_window", dedup_window, 64, 1 << 26),
     S_NUM("limits", "max_producers", max_producers, 1, 1 << 24),
     S_NUM("limits", "max_events", max_events, 16, 1 << 24),

@@ -29,6 +29,12 @@ typedef struct {
     size_t max_control_bytes;
     size_t max_event_bytes;
     size_t max_params;
+    size_t max_name_length;    //  event names, at most EVR_MAX_EVENT_NAME
+    size_t max_batch_events;   //  events in one publish
+    size_t max_inflight_bytes; //  DELIVERED bytes pending per producer
+    size_t max_subscriptions;  //  local subscribes beyond it are refused
+    size_t max_subs_per_event; //  the same, per event
+    size_t max_children;       //  of a virtual socket, at most 32
     uint32_t dedup_window;
     size_t max_producers;
     size_t max_events;

@@ -158,6 +158,11 @@ static json_t *s_subscribe(evr_relay_t *relay, json_t *params,
         s_check_destination(relay, json_string_value(socket), error))
         return NULL;
     char why[512];
+    //  the [limits] caps apply here, to local subscribes only
+    if (evr_relay_check_subscribe(relay, json_string_value(event),
+                                  json_string_value(socket), expire_s, why,
+                                  sizeof why))
+        return s_error(error, 400, "Bad parameter value", why);
     //  clustered or persistent: a replicated write, on disk before the
     //  answer, published to the peers after it
     evr_cluster_t *cluster = evr_relay_cluster(relay);
@@ -579,7 +584,12 @@ void evr_control_frame(evr_relay_t *relay, const char *who, const void *frame,
     if (len > max_len) {
         stats->too_large++;
         stats->errors++;
-        s_error(&error, -32600, "Invalid request", "request too large");
+        char why[128];
+        snprintf(why, sizeof why,
+                 "request too large: %zu bytes, the limit is %zu ([limits] "
+                 "max_control_bytes)",
+                 len, max_len);
+        s_error(&error, -32600, "Invalid request", why);
         s_encode_reply(0, NULL, &error, reply, reply_len);
         return;
     }

@@ -8,8 +8,10 @@
 int evr_decode_event(const Evrelay__Event *e, evr_param_t *params,
                      size_t max_params, evr_event_view_t *view)
 {
-    if (!e->name || !evr_table_valid_name(e->name) || e->n_params > max_params)
-        return -1;
+    if (!e->name || !evr_table_valid_name(e->name))
+        return EVR_DECODE_BAD_NAME;
+    if (e->n_params > max_params)
+        return EVR_DECODE_TOO_MANY_PARAMS;
     for (size_t i = 0; i < e->n_params; i++) {
         const Evrelay__Param *p = e->params[i];
         evr_param_t *out = &params[i];
@@ -37,5 +39,5 @@ int evr_decode_event(const Evrelay__Event *e, evr_param_t *params,
     view->name_len = strlen(e->name);
     view->params = params;
     view->nparams = e->n_params;
-    return 0;
+    return EVR_DECODE_OK;
 }

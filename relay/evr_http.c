@@ -52,6 +52,7 @@ struct _evr_http_t {
     const evr_policy_rules_t *policy; //  credentials (read-only)
     bool auth;                        //  credentials are configured
     uint64_t unauthorized;            //  atomic: 401 answers
+    uint64_t too_large;               //  atomic: bodies over max_body (413)
 };
 
 //  Where a request goes.
@@ -307,6 +308,7 @@ static enum MHD_Result s_too_large(evr_http_t *self,
                                    struct MHD_Connection *conn)
 {
     char data[96];
+    __atomic_add_fetch(&self->too_large, 1, __ATOMIC_RELAXED);
     snprintf(data, sizeof data, "\"request body over %zu bytes\"",
              self->max_body);
     return s_respond_json(conn, MHD_HTTP_CONTENT_TOO_LARGE,
@@ -741,4 +743,10 @@ void evr_http_destroy(evr_http_t **self_p)
     if (self->core)
         zmq_close(self->core);
     free(self);
+}
+
+//  How many request bodies over max_body were refused so far.
+uint64_t evr_http_too_large(const evr_http_t *self)
+{
+    return __atomic_load_n(&self->too_large, __ATOMIC_RELAXED);
 }

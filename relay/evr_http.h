@@ -51,4 +51,8 @@ uint64_t evr_http_unauthorized(const evr_http_t *self);
 //  pointer. Call before the ZeroMQ context is terminated.
 void evr_http_destroy(evr_http_t **self_p);
 
+//  How many request bodies over max_body were refused (413) so far; any
+//  thread.
+uint64_t evr_http_too_large(const evr_http_t *self);
+
 #endif

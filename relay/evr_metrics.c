@@ -46,6 +46,13 @@ static const s_help_t s_ingest_help[] = {
                   "whose first delivery is still in progress."},
     {"failed_events", "Events reported failed (no subscriber took them)."},
     {"unacked", "Publish messages with the NONE ack point (not answered)."},
+    {"refused_frame_bytes", "Publish frames over max_frame_bytes."},
+    {"refused_batch_events", "Publish batches over max_batch_events."},
+    {"refused_inflight", "DELIVERED batches refused: the producer's bytes in "
+                         "flight would exceed max_inflight_bytes."},
+    {"refused_name_length", "Events whose name is over max_name_length."},
+    {"refused_params", "Events with more params than max_params."},
+    {"refused_event_bytes", "Events whose payload is over max_event_bytes."},
     {NULL, NULL}};
 
 static const s_help_t s_control_help[] = {
@@ -54,6 +61,14 @@ static const s_help_t s_control_help[] = {
     {"malformed", "Control frames that did not decode."},
     {"too_large", "Control frames over the size limit."},
     {"expired", "Subscriptions removed by expiry."},
+    {"refused_name_length", "Subscribes refused: event name over "
+                            "max_name_length."},
+    {"refused_subscriptions", "Subscribes refused: the relay holds "
+                              "max_subscriptions."},
+    {"refused_event_subscriptions", "Subscribes refused: the event has "
+                                    "max_subscriptions_per_event."},
+    {"refused_children", "Subscribes refused: a virtual socket with more "
+                         "children than max_children."},
     {NULL, NULL}};
 
 static const s_help_t s_table_help[] = {
@@ -62,6 +77,8 @@ static const s_help_t s_table_help[] = {
     {"producers", "Producer instances with a de-duplication window."},
     {"pending_batches", "DELIVERED batches whose deliveries are in "
                         "progress."},
+    {"inflight_bytes", "Bytes of DELIVERED batches in progress, all "
+                       "producers."},
     {NULL, NULL}};
 
 static const s_help_t s_cluster_help[] = {

@@ -3,10 +3,13 @@
     Ingest path, per Publish frame (ROUTER: envelope frames, then the
     payload as the last frame):
       size check -> protobuf decode (into a per-frame arena) -> version
-      check -> de-duplication window of (producer, epoch) -> per event:
-      validate, look the name up in the table, encode each payload format
-      at most once, admit into each target's bounded queue -> hand the jobs
-      to the workers -> Ack (cumulative + this batch's range).
+      check and batch limits (max_batch_events, max_inflight_bytes) ->
+      de-duplication window of (producer, epoch) -> per event: validate
+      (name length, name, params), look the name up in the table, encode
+      each payload format at most once (max_event_bytes), admit into each
+      target's bounded queue -> hand the jobs to the workers -> Ack
+      (cumulative + this batch's range). A frame over max_frame_bytes or
+      one that does not decode is answered with an Ack of no stream.
 
     Ack points (the Publish's ack_point):
     - ACCEPTED (default): the Ack goes out at once: queued on this relay.
@@ -66,6 +69,7 @@ typedef struct {
     int64_t last_seen_ms;
     s_busy_t *busy;
     size_t nbusy, capbusy;
+    size_t inflight; //  frame bytes of those batches (max_inflight_bytes)
 } s_producer_t;
 
 //  Longest producer key: hex producer id, ':' and a decimal epoch.
@@ -86,6 +90,7 @@ typedef struct {
     uint32_t count, dups;
     uint32_t *rejected; //  offsets of events refused one by one
     uint32_t nrejected;
+    size_t bytes;        //  the Publish frame's size, counted in flight
     char key[S_KEY_MAX]; //  the stream, to find its busy ranges again
 } s_pending_t;
 
@@ -145,6 +150,7 @@ struct _evr_relay_t {
     size_t noffsets, capoffsets;
     uint8_t *ackbuf; //  scratch: an encoded Ack
     size_t ackcap;
+    uint64_t inflight_bytes; //  frame bytes of pending DELIVERED batches
     //  event ids of control raises: relay-<boot_us>-<n>
     int64_t boot_us;
     uint64_t raises;
@@ -605,6 +611,80 @@ int evr_relay_subscribe_at(evr_relay_t *self, const char *event,
     return 0;
 }
 
+//  The count limits of a new subscription of event to spec: refused (-1,
+//  counted, the reason in err) when the event or the table is full; live
+//  subscriptions only (a full count is checked again after a sweep).
+static int s_check_counts(evr_relay_t *self, const char *event,
+                          const evr_sockspec_t *spec, char *err, size_t errlen)
+{
+    const evr_config_t *cfg = self->cfg;
+    int64_t now = evr_relay_now_ms();
+    evr_sub_info_t info;
+    if (evr_table_find(self->table, event, evr_sockspec_match_key(spec), now,
+                       &info) == 0)
+        return 0; //  a refresh adds nothing
+    size_t n = evr_table_sub_count(self->table, event);
+    size_t total = evr_table_size(self->table);
+    if (n >= cfg->max_subs_per_event || total >= cfg->max_subscriptions) {
+        self->ct.expired += evr_table_sweep(self->table, now);
+        n = evr_table_sub_count(self->table, event);
+        total = evr_table_size(self->table);
+    }
+    if (n >= cfg->max_subs_per_event) {
+        self->ct.refused_event_subscriptions++;
+        snprintf(err, errlen,
+                 "%s has %zu subscriptions, the limit per event is %zu "
+                 "([limits] max_subscriptions_per_event)",
+                 event, n, cfg->max_subs_per_event);
+        return -1;
+    }
+    if (total >= cfg->max_subscriptions) {
+        self->ct.refused_subscriptions++;
+        snprintf(err, errlen,
+                 "the relay holds %zu subscriptions, the limit is %zu "
+                 "([limits] max_subscriptions)",
+                 total, cfg->max_subscriptions);
+        return -1;
+    }
+    return 0;
+}
+
+//  Check a local subscribe against the [limits] caps before it is made.
+int evr_relay_check_subscribe(evr_relay_t *self, const char *event,
+                              const char *socket, int64_t expire_s, char *err,
+                              size_t errlen)
+{
+    const evr_config_t *cfg = self->cfg;
+    if (expire_s == 0)
+        return 0; //  an unsubscribe adds nothing
+    size_t len = event ? strlen(event) : 0;
+    int rc = 0;
+    evr_sockspec_t *spec = NULL;
+    if (len > cfg->max_name_length) {
+        self->ct.refused_name_length++;
+        snprintf(err, errlen,
+                 "event name of %zu characters is over the limit of %zu "
+                 "([limits] max_name_length)",
+                 len, cfg->max_name_length);
+        rc = -1;
+    } else if (!(spec = evr_sockspec_parse(socket, err, errlen)))
+        return 0; //  the subscribe itself reports a bad socket
+    else if (evr_sockspec_child_count(spec) > cfg->max_children) {
+        self->ct.refused_children++;
+        snprintf(err, errlen,
+                 "virtual: %zu child sockets, more than the limit of %zu "
+                 "([limits] max_children)",
+                 evr_sockspec_child_count(spec), cfg->max_children);
+        rc = -1;
+    } else
+        rc = s_check_counts(self, event, spec, err, errlen);
+    if (rc && cfg->verbose)
+        zsys_info("subscribe %s %s expire=%lld: refused: %s", event, socket,
+                  (long long)expire_s, err);
+    evr_sockspec_destroy(&spec);
+    return rc;
+}
+
 //  Ask flatstore targets writing `path` to reopen. Returns how many.
 size_t evr_relay_rotate(evr_relay_t *self, const char *path)
 {
@@ -767,6 +847,8 @@ static size_t s_dispatch(evr_relay_t *self, const evr_event_view_t *ev,
         evr_msg_unref(d.bundles[m]);
     for (int f = 0; f < EVR_FORMAT_COUNT; f++)
         evr_msg_unref(d.msgs[f]);
+    if (d.too_large)
+        self->in.refused_event_bytes++;
     if (too_large)
         *too_large = d.too_large;
     return n;
@@ -868,6 +950,17 @@ static bool s_busy_has(const s_producer_t *p, uint64_t seq)
 {
     for (size_t i = 0; i < p->nbusy && p->busy[i].first <= seq; i++)
         if (seq <= p->busy[i].last)
+            return true;
+    return false;
+}
+
+//  Whether [first, last] meets a DELIVERED batch of this stream still in
+//  progress here.
+static bool s_busy_overlaps(const s_producer_t *p, uint64_t first,
+                            uint64_t last)
+{
+    for (size_t i = 0; i < p->nbusy && p->busy[i].first <= last; i++)
+        if (first <= p->busy[i].last)
             return true;
     return false;
 }
@@ -1058,8 +1151,13 @@ static void s_track_finish(evr_relay_t *self, evr_track_t *track)
 {
     s_pending_t *pd = evr_track_data(track);
     s_producer_t *p = pd ? zhashx_lookup(self->producers, pd->key) : NULL;
-    if (p)
+    if (p) {
         s_busy_remove(p, track);
+        //  (a stream forgotten and seen again meanwhile counts from 0)
+        p->inflight -= pd->bytes < p->inflight ? pd->bytes : p->inflight;
+    }
+    if (pd)
+        self->inflight_bytes -= pd->bytes;
     if (pd && !pd->silent) {
         self->noffsets = 0;
         uint32_t n = evr_track_events(track);
@@ -1109,36 +1207,122 @@ static size_t s_id_prefix(char *id, const Evrelay__Publish *pub)
     return len;
 }
 
+//  Answer a frame that names no batch (oversized or undecodable): an Ack
+//  of no stream (empty producer_id, zero numbers) with status REJECTED and
+//  the reason. Producers ignore it (PROTOCOL 4.5); a developer sees why.
+static void s_refuse_frame(evr_relay_t *self, zmq_msg_t *env, int nenv,
+                           const char *error)
+{
+    static const uint8_t none[1] = {0};
+    s_ackinfo_t a = {.producer_id = none, .error = error};
+    s_send_ack(self, env, nenv, &a);
+}
+
+//  Whether a DELIVERED batch of size bytes would take its producer's bytes
+//  in flight (*inflight) over max_inflight_bytes. Never when nothing is in
+//  flight (one batch always fits), nor for a resend that meets a batch
+//  still in progress here (the original's Ack answers it).
+static bool s_inflight_full(evr_relay_t *self, const Evrelay__Publish *pub,
+                            size_t size, size_t *inflight)
+{
+    char key[S_KEY_MAX];
+    s_stream_key(key, pub->producer_id.data, pub->producer_id.len, pub->epoch);
+    s_producer_t *p = zhashx_lookup(self->producers, key);
+    *inflight = p ? p->inflight : 0;
+    if (!p || p->inflight == 0 ||
+        p->inflight + size <= self->cfg->max_inflight_bytes)
+        return false;
+    return pub->n_events == 0 ||
+           !s_busy_overlaps(p, pub->first_seq,
+                            pub->first_seq + pub->n_events - 1);
+}
+
+//  Why a decoded Publish (received in payload) is refused as a whole
+//  (counted; the reason written into why), or NULL when it is accepted.
+static const char *s_refusal(evr_relay_t *self, const Evrelay__Publish *pub,
+                             zmq_msg_t *payload, char *why, size_t whylen)
+{
+    const evr_config_t *cfg = self->cfg;
+    size_t size = zmq_msg_size(payload);
+    size_t inflight;
+    if (pub->version != EVR_PROTOCOL_VERSION) {
+        self->in.bad_version++;
+        return "unsupported protocol version";
+    }
+    if (!evr_auth_permits(self->auth, EVR_AUTH_INGEST, payload))
+        return "forbidden: the producer's certificate was revoked";
+    if (pub->producer_id.len == 0 || pub->producer_id.len > 64 ||
+        pub->first_seq == 0 ||
+        (pub->n_events > 0 &&
+         pub->first_seq + (pub->n_events - 1) < pub->first_seq)) {
+        self->in.malformed++;
+        return "bad producer_id or first_seq";
+    }
+    if (pub->n_events > cfg->max_batch_events) {
+        self->in.refused_batch_events++;
+        snprintf(why, whylen,
+                 "batch of %zu events is over the limit of %zu ([limits] "
+                 "max_batch_events)",
+                 pub->n_events, cfg->max_batch_events);
+        return why;
+    }
+    if (pub->has_ack_point && pub->ack_point == EVRELAY__ACK_POINT__DELIVERED &&
+        s_inflight_full(self, pub, size, &inflight)) {
+        self->in.refused_inflight++;
+        snprintf(why, whylen,
+                 "producer has %zu bytes in flight; this batch of %zu bytes "
+                 "would exceed the limit of %zu ([limits] "
+                 "max_inflight_bytes)",
+                 inflight, size, cfg->max_inflight_bytes);
+        return why;
+    }
+    return NULL;
+}
+
+//  Whether event e is refused before delivery (counted): a name over
+//  max_name_length, a bad name, too many params. Fills *view otherwise.
+static bool s_event_refused(evr_relay_t *self, const Evrelay__Event *e,
+                            evr_event_view_t *view)
+{
+    if (e->name && strlen(e->name) > self->cfg->max_name_length) {
+        self->in.refused_name_length++;
+        return true;
+    }
+    int rc = evr_decode_event(e, self->params, self->cfg->max_params, view);
+    if (rc == EVR_DECODE_TOO_MANY_PARAMS)
+        self->in.refused_params++;
+    return rc != EVR_DECODE_OK;
+}
+
 //  Handle one publish frame.
 static void s_on_publish(evr_relay_t *self, zmq_msg_t *env, int nenv,
                          zmq_msg_t *payload)
 {
     size_t size = zmq_msg_size(payload);
+    char why[256];
     if (size > self->cfg->max_frame_bytes) {
-        //  no batch can be identified: counted, not answered (PROTOCOL 4.5)
+        //  no batch can be identified: counted, answered for no stream
         self->in.too_large++;
+        self->in.refused_frame_bytes++;
+        snprintf(why, sizeof why,
+                 "frame of %zu bytes is over the limit of %zu bytes "
+                 "([limits] max_frame_bytes)",
+                 size, self->cfg->max_frame_bytes);
+        s_refuse_frame(self, env, nenv, why);
         return;
     }
     Evrelay__Publish *pub =
         evrelay__publish__unpack(&self->pballoc, size, zmq_msg_data(payload));
-    const char *refused = NULL;
-    if (!pub)
+    if (!pub) {
         self->in.malformed++;
-    else if (pub->version != EVR_PROTOCOL_VERSION) {
-        self->in.bad_version++;
-        refused = "unsupported protocol version";
-    } else if (!evr_auth_permits(self->auth, EVR_AUTH_INGEST, payload))
-        refused = "forbidden: the producer's certificate was revoked";
-    else if (pub->producer_id.len == 0 || pub->producer_id.len > 64 ||
-             pub->first_seq == 0 ||
-             (pub->n_events > 0 &&
-              pub->first_seq + (pub->n_events - 1) < pub->first_seq)) {
-        self->in.malformed++;
-        refused = "bad producer_id or first_seq";
+        s_refuse_frame(self, env, nenv,
+                       "undecodable frame: not a protobuf Publish");
+        s_arena_reset(&self->arena);
+        return;
     }
-    if (!pub || refused) {
-        if (pub)
-            s_ack(self, env, nenv, pub, 0, 0, NULL, 0, refused);
+    const char *refused = s_refusal(self, pub, payload, why, sizeof why);
+    if (refused) {
+        s_ack(self, env, nenv, pub, 0, 0, NULL, 0, refused);
         s_arena_reset(&self->arena);
         return;
     }
@@ -1158,7 +1342,6 @@ static void s_on_publish(evr_relay_t *self, zmq_msg_t *env, int nenv,
     evr_dedup_t *window = stream ? stream->window : NULL;
     uint32_t dups = 0;
     bool held = false;
-    evr_param_t *params = self->params;
     char id[S_ID_MAX];
     size_t prefix = s_id_prefix(id, pub);
     self->noffsets = 0;
@@ -1181,7 +1364,7 @@ static void s_on_publish(evr_relay_t *self, zmq_msg_t *env, int nenv,
             self->in.stale++;
         const Evrelay__Event *e = pub->events[i];
         evr_event_view_t view;
-        if (evr_decode_event(e, params, self->cfg->max_params, &view)) {
+        if (s_event_refused(self, e, &view)) {
             self->in.rejected++;
             s_offset_add(self, (uint32_t)i);
             continue;
@@ -1213,6 +1396,11 @@ static void s_on_publish(evr_relay_t *self, zmq_msg_t *env, int nenv,
     s_pending_t *pd = s_pending_new(self, env, nenv, pub, dups, held);
     //  out of memory: the batch is delivered but not answered (resent)
     evr_track_set_data(track, pd, s_pending_free);
+    if (pd && stream) {
+        pd->bytes = size;
+        stream->inflight += size;
+        self->inflight_bytes += size;
+    }
     if (stream && pd && pub->n_events > 0 &&
         s_busy_add(stream, pub->first_seq, pub->first_seq + pub->n_events - 1,
                    track))
@@ -1534,7 +1722,11 @@ json_t *evr_relay_stats(evr_relay_t *self)
         root, "uptime_s",
         json_integer((evr_relay_now_ms() - self->start_ms) / 1000));
     json_object_set_new(root, "ingest", evr_stats_ingest_json(&self->in));
-    json_object_set_new(root, "control", evr_stats_control_json(&self->ct));
+    //  the HTTP face refuses oversized bodies itself (413): counted there
+    evr_control_stats_t ct = self->ct;
+    if (self->http)
+        ct.too_large += evr_http_too_large(self->http);
+    json_object_set_new(root, "control", evr_stats_control_json(&ct));
     json_t *table = json_object();
     json_object_set_new(table, "subscriptions",
                         json_integer((json_int_t)evr_table_size(self->table)));
@@ -1546,6 +1738,8 @@ json_t *evr_relay_stats(evr_relay_t *self)
     json_object_set_new(
         table, "pending_batches",
         json_integer((json_int_t)evr_trackq_live(self->trackq)));
+    json_object_set_new(table, "inflight_bytes",
+                        json_integer((json_int_t)self->inflight_bytes));
     json_object_set_new(root, "table", table);
     if (self->cluster)
         json_object_set_new(root, "cluster", evr_cluster_stats(self->cluster));

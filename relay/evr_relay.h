@@ -45,6 +45,20 @@ int evr_relay_subscribe_at(evr_relay_t *self, const char *event,
                            const char *socket, int64_t expire_s, int64_t now_ms,
                            char *err, size_t errlen);
 
+//  Check a local subscribe (control socket, HTTP face) against the
+//  [limits] caps before it is made: an event name over max_name_length, a
+//  virtual socket with more than max_children children, and, when it would
+//  add a subscription (not a refresh, not an unsubscribe), an event that
+//  has max_subscriptions_per_event or a table that has max_subscriptions
+//  live subscriptions. Returns 0, or -1 with the reason (naming the limit
+//  and its value) in err; each refusal is counted in the control stats.
+//  Replicated and static subscriptions are not checked (a peer's write is
+//  never refused, so the tables cannot diverge). A socket that does not
+//  parse passes: the subscribe reports it.
+int evr_relay_check_subscribe(evr_relay_t *self, const char *event,
+                              const char *socket, int64_t expire_s, char *err,
+                              size_t errlen);
+
 //  The cluster (replication and persistence of the table), or NULL when
 //  the relay runs without --cluster and --data-dir.
 typedef struct _evr_cluster_t evr_cluster_t;

@@ -35,11 +35,24 @@ static const s_name_t s_ingest[] = {S_IN(batches),
                                     S_IN(held_back),
                                     S_IN(failed_events),
                                     S_IN(unacked),
+                                    S_IN(refused_frame_bytes),
+                                    S_IN(refused_batch_events),
+                                    S_IN(refused_inflight),
+                                    S_IN(refused_name_length),
+                                    S_IN(refused_params),
+                                    S_IN(refused_event_bytes),
                                     {NULL, 0}};
 
-static const s_name_t s_control[] = {S_CT(requests),  S_CT(errors),
-                                     S_CT(malformed), S_CT(too_large),
-                                     S_CT(expired),   {NULL, 0}};
+static const s_name_t s_control[] = {S_CT(requests),
+                                     S_CT(errors),
+                                     S_CT(malformed),
+                                     S_CT(too_large),
+                                     S_CT(expired),
+                                     S_CT(refused_name_length),
+                                     S_CT(refused_subscriptions),
+                                     S_CT(refused_event_subscriptions),
+                                     S_CT(refused_children),
+                                     {NULL, 0}};
 
 //  Render counters named by table as a JSON object.
 static json_t *s_render(const void *stats, const s_name_t *table)

@@ -32,6 +32,13 @@ typedef struct {
                             //  events whose first delivery is still in progress
     uint64_t failed_events; //  events listed in Ack.failed
     uint64_t unacked;       //  NONE: publish messages accepted without Ack
+    //  [limits] refusals, one counter per limit (docs/OPERATIONS.md 1.8)
+    uint64_t refused_frame_bytes;  //  frames over max_frame_bytes
+    uint64_t refused_batch_events; //  batches over max_batch_events
+    uint64_t refused_inflight;     //  batches over max_inflight_bytes
+    uint64_t refused_name_length;  //  events: name over max_name_length
+    uint64_t refused_params;       //  events: params over max_params
+    uint64_t refused_event_bytes;  //  events: payload over max_event_bytes
 } evr_ingest_stats_t;
 
 typedef struct {
@@ -40,6 +47,11 @@ typedef struct {
     uint64_t malformed; //  frames that did not decode
     uint64_t too_large;
     uint64_t expired; //  subscriptions removed by expiry
+    //  [limits] refusals of local subscribes (docs/OPERATIONS.md 1.8)
+    uint64_t refused_name_length;         //  event name over max_name_length
+    uint64_t refused_subscriptions;       //  table at max_subscriptions
+    uint64_t refused_event_subscriptions; //  event at its per-event cap
+    uint64_t refused_children;            //  virtual over max_children
 } evr_control_stats_t;
 
 typedef struct {

@@ -625,6 +625,16 @@ size_t evr_table_size(const evr_table_t *self)
 }
 
 //  --------------------------------------------------------------------------
+//  Number of subscriptions of one event (live or not yet swept).
+
+size_t evr_table_sub_count(const evr_table_t *self, const char *event)
+{
+    assert(self);
+    event_t *record = s_event_lookup(self, event);
+    return record && record->subs ? zhashx_size(record->subs) : 0;
+}
+
+//  --------------------------------------------------------------------------
 //  Number of registered events.
 
 size_t evr_table_event_count(const evr_table_t *self)

@@ -102,6 +102,10 @@ size_t evr_table_sweep(evr_table_t *self, int64_t now_ms);
 //  Number of subscriptions (live or not yet swept).
 size_t evr_table_size(const evr_table_t *self);
 
+//  Number of subscriptions of one event (live or not yet swept); 0 for an
+//  unknown event. Never registers the event.
+size_t evr_table_sub_count(const evr_table_t *self, const char *event);
+
 //  Number of registered events.
 size_t evr_table_event_count(const evr_table_t *self);
 

@@ -201,18 +201,28 @@ class Garbage(evrtest.RelayTestCase):
         s.close()
         self.assertTrue(r.ok("list"))
 
-    def test_ingest_garbage_not_answered(self):
-        #  PROTOCOL §4.5: "For a frame that is oversized (3.2) or does not
-        #  decode (3.3) no batch can be identified, and the relay MUST NOT
-        #  answer."
+    def test_ingest_garbage_answered_for_no_stream(self):
+        #  PROTOCOL §4.5: a frame that is oversized (3.2) or does not
+        #  decode (3.3) identifies no batch; the relay answers an Ack of no
+        #  stream (empty producer_id, zero numbers), REJECTED, with the
+        #  reason, which producers ignore.
         r = self.relay()
         with evrtest.ZmtpDealer(r.ingest) as z:
             z.send(b"\xff\xff")
-            z.expect_silence(0.5)
+            a = evrtest.ack(z.recv()[-1])
+            self.assertEqual((a["status"], a["producer_id"], a["count"],
+                              a["error"]),
+                             (1, b"", 0,
+                              "undecodable frame: not a protobuf Publish"))
             z.send(b"\x00" * (4 * 1024 * 1024 + 1))
-            z.expect_silence(0.5)
+            a = evrtest.ack(z.recv()[-1])
+            self.assertEqual((a["status"], a["producer_id"], a["error"]),
+                             (1, b"", "frame of 4194305 bytes is over the "
+                              "limit of 4194304 bytes ([limits] "
+                              "max_frame_bytes)"))
         ingest = r.stats()["ingest"]
-        self.assertEqual((ingest["malformed"], ingest["too_large"]), (1, 1))
+        self.assertEqual((ingest["malformed"], ingest["too_large"],
+                          ingest["refused_frame_bytes"]), (1, 1, 1))
 
 
 class CtlExitCodes(evrtest.RelayTestCase):

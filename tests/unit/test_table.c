@@ -909,6 +909,34 @@ static void test_find(void **state)
 }
 
 //  --------------------------------------------------------------------------
+//  Subscriptions per event: entries live or not yet swept, refreshes not
+//  counted twice, unknown events 0 and never registered.
+
+static void test_sub_count(void **state)
+{
+    evr_table_t *table = s_table(16);
+    assert_int_equal(evr_table_sub_count(table, "E_A"), 0);
+    assert_int_equal(evr_table_sub_count(table, "bad name"), 0);
+    assert_int_equal(evr_table_event_count(table), 0);
+    assert_int_equal(s_sub(table, "E_A", "a", 10, SEC(1)), EVR_TABLE_ADDED);
+    assert_int_equal(s_sub(table, "E_A", "b", 20, SEC(1)), EVR_TABLE_ADDED);
+    assert_int_equal(s_sub(table, "E_B", "a", 20, SEC(1)), EVR_TABLE_ADDED);
+    assert_int_equal(s_sub(table, "E_A", "a", 30, SEC(2)), EVR_TABLE_REFRESHED);
+    assert_int_equal(evr_table_sub_count(table, "E_A"), 2);
+    assert_int_equal(evr_table_sub_count(table, "E_B"), 1);
+    assert_int_equal(evr_table_sub_count(table, "E_C"), 0);
+    assert_int_equal(evr_table_event_id(table, "E_C"), -1);
+    //  b expired at 22 but is not swept yet: still counted
+    assert_int_equal(evr_table_sub_count(table, "E_A"), 2);
+    assert_int_equal(evr_table_sweep(table, SEC(22)), 2); //  b and E_B's a
+    assert_int_equal(evr_table_sub_count(table, "E_A"), 1);
+    assert_int_equal(evr_table_sub_count(table, "E_B"), 0);
+    assert_int_equal(s_sub(table, "E_A", "a", 0, SEC(23)), EVR_TABLE_REMOVED);
+    assert_int_equal(evr_table_sub_count(table, "E_A"), 0);
+    evr_table_destroy(&table);
+}
+
+//  --------------------------------------------------------------------------
 //  A table with no release callback does not touch targets.
 
 static void test_no_release(void **state)
@@ -1023,6 +1051,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lookup_registers, s_setup,
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_find, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_sub_count, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_no_release, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_scale, s_setup, s_teardown),
     };
