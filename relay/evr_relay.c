@@ -101,15 +101,6 @@ typedef struct {
     const char *error; //  REJECTED when set
 } s_ackinfo_t;
 
-//  A bump allocator for protobuf-c: one decode, one reset.
-typedef struct {
-    char *base;
-    size_t used, cap;
-    size_t oversize; //  bytes handed out with malloc when base was full
-    void **big;      //  those blocks
-    size_t nbig, bigcap;
-} s_arena_t;
-
 struct _evr_relay_t {
     const evr_config_t *cfg;
     void *ctx;
@@ -130,8 +121,7 @@ struct _evr_relay_t {
     evr_job_t **jobs;
     size_t *njobs, *capjobs;
     evr_buf_t buf;
-    s_arena_t arena;
-    ProtobufCAllocator pballoc;
+    evr_arena_t arena; //  each Publish is decoded into it
     evr_target_opts_t topts;
     evr_param_t *params;    //  max_params views for the event being decoded
     evr_cluster_t *cluster; //  replication + persistence (NULL = off)
@@ -163,59 +153,6 @@ static void s_on_signal(int sig)
 int64_t evr_relay_now_ms(void)
 {
     return zclock_time();
-}
-
-//  --- arena allocator for protobuf-c ---------------------------------------
-
-//  protobuf-c alloc hook: bump-allocate, 16-byte aligned.
-static void *s_arena_alloc(void *data, size_t size)
-{
-    s_arena_t *a = data;
-    size = (size + 15) & ~(size_t)15;
-    if (a->used + size <= a->cap) {
-        void *p = a->base + a->used;
-        a->used += size;
-        return p;
-    }
-    if (a->nbig == a->bigcap) {
-        size_t cap = a->bigcap ? a->bigcap * 2 : 16;
-        void **grown = realloc(a->big, cap * sizeof *grown);
-        if (!grown)
-            return NULL;
-        a->big = grown;
-        a->bigcap = cap;
-    }
-    void *p = malloc(size);
-    if (p) {
-        a->big[a->nbig++] = p;
-        a->oversize += size;
-    }
-    return p;
-}
-
-//  protobuf-c free hook: nothing, the arena is reset per frame.
-static void s_arena_free(void *data, void *ptr)
-{
-}
-
-//  Forget every allocation; grow the base block if the last frame needed
-//  more, so the steady state does no malloc at all.
-static void s_arena_reset(s_arena_t *a)
-{
-    for (size_t i = 0; i < a->nbig; i++)
-        free(a->big[i]);
-    a->nbig = 0;
-    if (a->oversize && a->cap + a->oversize <= 64 * 1024 * 1024) {
-        size_t cap = (a->cap + a->oversize) * 2;
-        char *base = malloc(cap);
-        if (base) {
-            free(a->base);
-            a->base = base;
-            a->cap = cap;
-        }
-    }
-    a->oversize = 0;
-    a->used = 0;
 }
 
 //  --- target registry ------------------------------------------------------
@@ -341,8 +278,7 @@ evr_relay_t *evr_relay_new(const evr_config_t *cfg, char *err, size_t errlen)
     self->topts.flat_suppress_name = cfg->flat_suppress_name;
     self->boot_us = evr_wall_us();
     self->trackq = evr_trackq_new();
-    self->pballoc =
-        (ProtobufCAllocator){s_arena_alloc, s_arena_free, &self->arena};
+    evr_arena_init(&self->arena);
     self->table = evr_table_new(cfg->max_events, s_release_tref, self);
     self->targets = zhashx_new();
     self->producers = zhashx_new();
@@ -444,9 +380,7 @@ void evr_relay_destroy(evr_relay_t **self_p)
     free(self->offsets);
     free(self->ackbuf);
     evr_buf_free(&self->buf);
-    s_arena_reset(&self->arena);
-    free(self->arena.base);
-    free(self->arena.big);
+    evr_arena_free(&self->arena);
     free(self);
 }
 
@@ -1039,31 +973,29 @@ static size_t s_id_prefix(char *id, const Evrelay__Publish *pub)
 static void s_on_publish(evr_relay_t *self, zmq_msg_t *env, int nenv,
                          zmq_msg_t *payload)
 {
-    size_t size = zmq_msg_size(payload);
-    if (size > self->cfg->max_frame_bytes) {
+    Evrelay__Publish *pub;
+    evr_decode_rc_t decoded =
+        evr_decode_publish(zmq_msg_data(payload), zmq_msg_size(payload),
+                           self->cfg->max_frame_bytes, &self->arena.pb, &pub);
+    if (decoded == EVR_DECODE_TOO_LARGE) {
         //  no batch can be identified: counted, not answered (PROTOCOL 4.5)
         self->in.too_large++;
         return;
     }
-    Evrelay__Publish *pub =
-        evrelay__publish__unpack(&self->pballoc, size, zmq_msg_data(payload));
     const char *refused = NULL;
-    if (!pub)
+    if (decoded == EVR_DECODE_MALFORMED)
         self->in.malformed++;
-    else if (pub->version != EVR_PROTOCOL_VERSION) {
+    else if (decoded == EVR_DECODE_BAD_VERSION) {
         self->in.bad_version++;
         refused = "unsupported protocol version";
-    } else if (pub->producer_id.len == 0 || pub->producer_id.len > 64 ||
-               pub->first_seq == 0 ||
-               (pub->n_events > 0 &&
-                pub->first_seq + (pub->n_events - 1) < pub->first_seq)) {
+    } else if (decoded == EVR_DECODE_BAD_HEADER) {
         self->in.malformed++;
         refused = "bad producer_id or first_seq";
     }
-    if (!pub || refused) {
+    if (decoded != EVR_DECODE_OK) {
         if (pub)
             s_ack(self, env, nenv, pub, 0, 0, NULL, 0, refused);
-        s_arena_reset(&self->arena);
+        evr_arena_reset(&self->arena);
         return;
     }
     bool delivered =
@@ -1074,7 +1006,7 @@ static void s_on_publish(evr_relay_t *self, zmq_msg_t *env, int nenv,
     if (delivered &&
         !(track = evr_track_new(self->trackq, (uint32_t)pub->n_events))) {
         //  out of memory: nothing recorded, unanswered; the producer resends
-        s_arena_reset(&self->arena);
+        evr_arena_reset(&self->arena);
         return;
     }
     int64_t now = evr_relay_now_ms();
@@ -1128,7 +1060,7 @@ static void s_on_publish(evr_relay_t *self, zmq_msg_t *env, int nenv,
         else
             s_ack(self, env, nenv, pub, window ? evr_dedup_through(window) : 0,
                   dups, self->offsets, (uint32_t)self->noffsets, NULL);
-        s_arena_reset(&self->arena);
+        evr_arena_reset(&self->arena);
         return;
     }
     self->in.delivered_batches++;
@@ -1143,7 +1075,7 @@ static void s_on_publish(evr_relay_t *self, zmq_msg_t *env, int nenv,
         pd->silent = true; //  not tracked as busy: never answer it
     if (evr_track_release(track))
         s_track_finish(self, track);
-    s_arena_reset(&self->arena);
+    evr_arena_reset(&self->arena);
 }
 
 //  Receive one multipart message: envelope frames and the last frame.
