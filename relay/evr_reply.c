@@ -6,6 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+//  Objects nested deeper than this print as compact JSON values rather
+//  than as sections of their own (a reply is untrusted: its nesting must
+//  not decide how deep the printers recurse).
+#define S_MAX_DEPTH 8
+
 //  --------------------------------------------------------------------------
 //  Text tables
 
@@ -67,11 +72,16 @@ static int s_table_add(s_table_t *self, char **row)
 //  Adds a row of constant strings (copied).
 static int s_table_add_text(s_table_t *self, const char *const *texts)
 {
-    char *row[self->ncols];
+    char **row = calloc(self->ncols ? self->ncols : 1, sizeof *row);
+    if (!row) {
+        return -1;
+    }
     for (size_t c = 0; c < self->ncols; c++) {
         row[c] = texts[c] ? strdup(texts[c]) : NULL;
     }
-    return s_table_add(self, row);
+    int rc = s_table_add(self, row);
+    free(row);
+    return rc;
 }
 
 //  Number of data rows (the header not counted).
@@ -83,8 +93,10 @@ static size_t s_table_rows(s_table_t *self)
 //  Prints the table with columns two spaces apart.
 static void s_table_print(s_table_t *self, FILE *out)
 {
-    size_t width[self->ncols];
-    memset(width, 0, sizeof width);
+    size_t *width = calloc(self->ncols ? self->ncols : 1, sizeof *width);
+    if (!width) {
+        return;
+    }
     for (size_t r = 0; r < self->nrows; r++) {
         for (size_t c = 0; c < self->ncols; c++) {
             const char *cell = self->cells[r * self->ncols + c];
@@ -104,6 +116,7 @@ static void s_table_print(s_table_t *self, FILE *out)
             }
         }
     }
+    free(width);
 }
 
 //  --------------------------------------------------------------------------
@@ -332,6 +345,7 @@ static void s_print_object_table(json_t *nested, FILE *out)
 {
     json_t *array = s_flatten_children(nested);
     json_t *columns = json_array();
+    json_t *seen = json_object(); //  the keys in columns
     bool has_socket = false;
     size_t i;
     json_t *item;
@@ -343,16 +357,8 @@ static void s_print_object_table(json_t *nested, FILE *out)
         {
             if (strcmp(key, "socket") == 0) {
                 has_socket = true;
-                continue;
-            }
-            size_t j;
-            json_t *col;
-            bool seen = false;
-            json_array_foreach(columns, j, col)
-            {
-                seen = seen || strcmp(json_string_value(col), key) == 0;
-            }
-            if (!seen) {
+            } else if (!json_object_get(seen, key)) {
+                json_object_set_new(seen, key, json_true());
                 json_array_append_new(columns, json_string(key));
             }
         }
@@ -360,17 +366,17 @@ static void s_print_object_table(json_t *nested, FILE *out)
     if (has_socket) {
         json_array_append_new(columns, json_string("socket"));
     }
+    //  objects without keys: no column to show
     size_t ncols = json_array_size(columns);
-    s_table_t *table = s_table_new(ncols);
-    if (table) {
-        char *head[ncols];
+    s_table_t *table = ncols ? s_table_new(ncols) : NULL;
+    char **row = table ? calloc(ncols, sizeof *row) : NULL;
+    if (row) {
         for (size_t c = 0; c < ncols; c++) {
-            head[c] = s_upper(json_string_value(json_array_get(columns, c)));
+            row[c] = s_upper(json_string_value(json_array_get(columns, c)));
         }
-        int rc = s_table_add(table, head);
+        int rc = s_table_add(table, row);
         json_array_foreach(array, i, item)
         {
-            char *row[ncols];
             for (size_t c = 0; c < ncols && rc == 0; c++) {
                 const char *key = json_string_value(json_array_get(columns, c));
                 row[c] = s_json_text(json_object_get(item, key));
@@ -382,15 +388,18 @@ static void s_print_object_table(json_t *nested, FILE *out)
         if (rc == 0) {
             s_table_print(table, out);
         }
-        s_table_destroy(&table);
     }
+    free(row);
+    s_table_destroy(&table);
+    json_decref(seen);
     json_decref(columns);
     json_decref(array);
 }
 
-//  Longest "prefix.key" label among the scalar leaves of an object, for
-//  aligning the values of s_print_section.
-static size_t s_label_width(json_t *object, size_t prefix_len)
+//  Longest "prefix.key" label among the scalar leaves of an object
+//  (depth levels down already), for aligning the values of
+//  s_print_section.
+static size_t s_label_width(json_t *object, size_t prefix_len, int depth)
 {
     size_t width = 0;
     const char *key;
@@ -398,8 +407,8 @@ static size_t s_label_width(json_t *object, size_t prefix_len)
     json_object_foreach(object, key, value)
     {
         size_t len = prefix_len + (prefix_len ? 1 : 0) + strlen(key);
-        if (json_is_object(value)) {
-            len = s_label_width(value, len);
+        if (json_is_object(value) && depth < S_MAX_DEPTH) {
+            len = s_label_width(value, len, depth + 1);
         } else if (s_is_table(value)) {
             len = 0;
         }
@@ -410,21 +419,25 @@ static size_t s_label_width(json_t *object, size_t prefix_len)
     return width;
 }
 
-//  Prints an object generically, in two passes: first (tables false) its
-//  scalars as "prefix.key  value" lines, nested objects recursively; then
-//  (tables true) its arrays of objects as titled tables.
+//  Prints an object generically (depth levels down already), in two
+//  passes: first (tables false) its scalars as "prefix.key  value" lines,
+//  nested objects recursively; then (tables true) its arrays of objects as
+//  titled tables.
 static void s_print_section(json_t *object, const char *prefix, int width,
-                            bool tables, FILE *out)
+                            bool tables, FILE *out, int depth)
 {
     const char *key;
     json_t *value;
     json_object_foreach(object, key, value)
     {
         size_t size = strlen(prefix) + strlen(key) + 2;
-        char label[size];
+        char *label = malloc(size);
+        if (!label) {
+            return;
+        }
         snprintf(label, size, "%s%s%s", prefix, *prefix ? "." : "", key);
-        if (json_is_object(value)) {
-            s_print_section(value, label, width, tables, out);
+        if (json_is_object(value) && depth < S_MAX_DEPTH) {
+            s_print_section(value, label, width, tables, out, depth + 1);
         } else if (s_is_table(value)) {
             if (tables) {
                 fprintf(out, "%s%s:\n", width ? "\n" : "", label);
@@ -436,6 +449,7 @@ static void s_print_section(json_t *object, const char *prefix, int width,
             fprintf(out, "%-*s  %s\n", width, label, text ? text : "null");
             free(text);
         }
+        free(label);
     }
 }
 
@@ -471,8 +485,8 @@ static int s_print_cluster(json_t *result, FILE *out)
     json_t *copy = json_deep_copy(result);
     json_t *members = json_object_get(result, "members");
     json_object_del(copy, "members");
-    int width = (int)s_label_width(copy, 0);
-    s_print_section(copy, "", width, false, out);
+    int width = (int)s_label_width(copy, 0, 0);
+    s_print_section(copy, "", width, false, out, 0);
     json_decref(copy);
     if (!json_is_array(members) || json_array_size(members) == 0) {
         fprintf(out, "\nno members\n");
@@ -548,9 +562,9 @@ static void s_print_result(const char *result_json, evr_reply_kind_t kind,
     } else if (kind == EVR_REPLY_CLUSTER) {
         rc = s_print_cluster(result, out);
     } else if (kind == EVR_REPLY_STATS && json_is_object(result)) {
-        int width = (int)s_label_width(result, 0);
-        s_print_section(result, "", width, false, out);
-        s_print_section(result, "", width, true, out);
+        int width = (int)s_label_width(result, 0, 0);
+        s_print_section(result, "", width, false, out, 0);
+        s_print_section(result, "", width, true, out, 0);
         rc = 0;
     }
     if (rc) {
