@@ -183,7 +183,103 @@ def mi_seeds():
                               '"list" , "id" : -0 } \n')
 
 
+# --- ClusterMsg (relay to relay) ---------------------------------------------
+
+NOW_MS = 1700000000000          # fuzz_cluster's wall clock
+HLC = NOW_MS << 16
+
+
+def record(event, socket, expire_s=3600, sub_time_ms=NOW_MS, hlc=HLC,
+           origin="relay1:7960", tombstone=None):
+    out = (f_bytes(1, event) + f_bytes(2, socket) + f_varint(3, expire_s) +
+           f_varint(4, sub_time_ms) + f_varint(5, hlc) + f_bytes(6, origin))
+    if tombstone is not None:
+        out += f_varint(7, 1 if tombstone else 0)
+    return out
+
+
+def origin_seq(origin, instance, seq):
+    return f_bytes(1, origin) + f_varint(2, instance) + f_varint(3, seq)
+
+
+def cluster_msg(field, body, version=1):
+    return f_varint(1, version) + f_bytes(field, body)
+
+
+def delta(rec, origin="relay1:7960", instance=1700000000000000, seq=1):
+    return cluster_msg(3, f_bytes(1, origin) + f_varint(2, instance) +
+                       f_varint(3, seq) + f_bytes(4, rec))
+
+
+def heartbeat(node, endpoint, pub, seqs=(), members=(), ready=True,
+              hlc=HLC):
+    body = (f_bytes(1, node) + f_varint(2, 1700000000000000) +
+            f_bytes(3, endpoint) + f_bytes(4, pub))
+    for s in seqs:
+        body += f_bytes(5, origin_seq(*s))
+    body += f_varint(6, 0x1234567890ABCDEF) + f_varint(7, len(seqs))
+    for m in members:
+        body += f_bytes(8, m)
+    body += f_varint(9, 1 if ready else 0) + f_varint(10, hlc)
+    return cluster_msg(2, body)
+
+
+def chunk(rid, records, last, seqs=()):
+    body = f_varint(1, rid)
+    for r in records:
+        body += f_bytes(2, r)
+    body += f_varint(3, 1 if last else 0)
+    for s in seqs:
+        body += f_bytes(4, origin_seq(*s))
+    return cluster_msg(5, body)
+
+
+def cluster_seeds():
+    sub = record("E_PIKE_BLOCKED", "udp:127.0.0.1:9000")
+    seeds = {
+        "delta_subscribe": delta(sub),
+        "delta_unsubscribe": delta(
+            record("E_PIKE_BLOCKED", "udp:127.0.0.1:9000", expire_s=0,
+                   hlc=HLC + 1, tombstone=True), seq=2),
+        "delta_virtual": delta(record(
+            "E_ACC_CDR", "virtual:PARALLEL tcp:10.0.0.5:9000/cdr "
+            "evid:udp:[::1]:9001", expire_s=60), seq=3),
+        "delta_rabbitmq_password": delta(record(
+            "E_ACC_CDR", "rabbitmq:u:s3cret@10.0.0.6/exchange=ev;persistent"
+            "?cdr", expire_s=86400), origin="relay2:7970", seq=9),
+        "delta_zero_expire": delta(record("E_X", "unix:/run/s", expire_s=0)),
+        "delta_bad_name": delta(record("E X", "udp:h:1")),
+        "delta_lease_too_long": delta(record("E_X", "udp:h:1",
+                                             expire_s=10 * 86400)),
+        "delta_far_future": delta(record("E_X", "udp:h:1",
+                                         hlc=(NOW_MS + 60000) << 16)),
+        "heartbeat": heartbeat(
+            "relay2:7970", "tcp://10.0.0.2:7970", "tcp://10.0.0.2:40123",
+            seqs=[("relay1:7960", 1700000000000000, 42),
+                  ("relay2:7970", 1700000000000001, 7)],
+            members=["tcp://10.0.0.1:7960", "tcp://10.0.0.3:7980"]),
+        "heartbeat_wildcard_pub": heartbeat(
+            "relay3", "tcp://relay3.example:7980", "tcp://*:40124"),
+        "heartbeat_ipv6": heartbeat(
+            "relay4", "tcp://[::1]:7990", "tcp://[::]:40125",
+            members=["tcp://0.0.0.0:1"], ready=False),
+        "heartbeat_ipc": heartbeat("relay5", "ipc:///run/evrelay/c",
+                                   "ipc:///run/evrelay/c.pub"),
+        "snapshot_request": cluster_msg(4, f_varint(1, 77)),
+        "snapshot_chunk": chunk(77, [sub, record(
+            "E_ACC_CDR", "flatstore:/var/log/cdr.log", expire_s=0,
+            tombstone=True, origin="relay2:7970")], False),
+        "snapshot_last": chunk(77, [record(
+            "E_X", "zmq:push:tcp://127.0.0.1:5555", expire_s=5,
+            hlc=HLC + 5)], True, seqs=[("relay1:7960", 1700000000000000, 3)]),
+        "bad_version": cluster_msg(4, f_varint(1, 1), version=2),
+    }
+    for name, data in seeds.items():
+        write("cluster", name, data)
+
+
 if __name__ == "__main__":
     publish_seeds()
     control_seeds()
     mi_seeds()
+    cluster_seeds()
