@@ -278,8 +278,47 @@ def cluster_seeds():
         write("cluster", name, data)
 
 
+# --- the data directory's files (evr_store) -----------------------------------
+
+def frame(payload, crc=None):
+    if crc is None:
+        crc = zlib.crc32(payload)
+    return struct.pack("<II", len(payload), crc & 0xFFFFFFFF) + payload
+
+
+def store_seeds():
+    sub = record("E_PIKE_BLOCKED", "udp:127.0.0.1:9000")
+    again = record("E_PIKE_BLOCKED", "udp:127.0.0.1:9000", expire_s=60,
+                   hlc=HLC + 1)
+    gone = record("E_PIKE_BLOCKED", "udp:127.0.0.1:9000", expire_s=0,
+                  hlc=HLC + 2, tombstone=True)
+    other = record("E_ACC_CDR", "virtual:FAILOVER tcp:h:1 unix:/run/s",
+                   origin="relay2:7970")
+    log3 = frame(sub) + frame(again) + frame(gone)
+    snap = frame(other) + frame(sub)
+    # first byte: 0 = log, 1 = snapshot, 2 = both (second byte: split)
+    seeds = {
+        "log_one": b"\0\0" + frame(sub),
+        "log_three": b"\0\0" + log3,
+        "log_torn": b"\0\0" + log3 + frame(other)[:-5],
+        "log_bad_crc": b"\0\0" + frame(sub) + frame(other, crc=1),
+        "log_oversize": b"\0\0" + frame(sub) + struct.pack("<II", 2 << 20, 0),
+        "log_undecodable": b"\0\0" + frame(sub) + frame(b"\xff\xff\xff"),
+        "log_no_origin": b"\0\0" + frame(
+            f_bytes(1, "E_X") + f_bytes(2, "udp:h:1") + f_varint(3, 1) +
+            f_varint(4, 1) + f_varint(5, 1)),
+        "snapshot": b"\1\0" + snap,
+        "snapshot_corrupt": b"\1\0" + snap + b"\x01\x02\x03",
+        "snapshot_and_log": bytes([2, 255 * len(snap) // (len(snap) + len(log3)) + 1]) +
+                            snap + log3,
+    }
+    for name, data in seeds.items():
+        write("store", name, data)
+
+
 if __name__ == "__main__":
     publish_seeds()
     control_seeds()
     mi_seeds()
     cluster_seeds()
+    store_seeds()
