@@ -316,9 +316,58 @@ def store_seeds():
         write("store", name, data)
 
 
+# --- Ack (relay to producer) ----------------------------------------------------
+
+PRODUCER = bytes(range(16))     # fuzz_ack's producer, epoch 1
+
+
+def ack(first_seq, count, through, status=0, error=None, dups=None,
+        rejected=None, failed=(), rejected_offsets=(), producer=PRODUCER,
+        epoch=1, version=1, packed=True):
+    out = (f_varint(1, version) + f_bytes(2, producer) + f_varint(3, epoch) +
+           f_varint(4, first_seq) + f_varint(5, count) +
+           f_varint(6, through) + f_varint(7, status))
+    if error is not None:
+        out += f_bytes(8, error)
+    if dups is not None:
+        out += f_varint(9, dups)
+    if rejected is not None:
+        out += f_varint(10, rejected)
+    for field, values in ((11, failed), (12, rejected_offsets)):
+        if values and packed:
+            out += f_packed(field, values)
+        else:
+            out += b"".join(f_varint(field, v) for v in values)
+    return out
+
+
+def ack_seeds():
+    seeds = {
+        "ok": ack(1, 256, 256),
+        "ok_cumulative": ack(257, 10, 1000, dups=3),
+        "batch_rejected": ack(1, 5, 0, status=1,
+                              error="unsupported protocol version"),
+        "events_rejected": ack(1, 8, 8, rejected=2, rejected_offsets=[1, 6]),
+        "rejected_unlisted": ack(1, 8, 8, rejected=3),
+        "delivered_failed": ack(1, 8, 8, failed=[0, 3, 7]),
+        "failed_and_rejected": ack(1, 8, 8, rejected=1, rejected_offsets=[3],
+                                   failed=[3, 4]),
+        "offsets_out_of_range": ack(1, 4, 4, rejected=9,
+                                    rejected_offsets=[4, 2, 2, 4000000000],
+                                    failed=[1, 1, 99]),
+        "unpacked_offsets": ack(1, 4, 4, rejected=1, rejected_offsets=[0],
+                                failed=[2], packed=False),
+        "other_producer": ack(1, 1, 1, producer=b"\xff" * 16),
+        "other_version": ack(1, 1, 1, version=2),
+    }
+    for name, data in seeds.items():
+        write("ack", name, data)
+
+
 if __name__ == "__main__":
     publish_seeds()
     control_seeds()
     mi_seeds()
     cluster_seeds()
     store_seeds()
+    ack_seeds()
