@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Write the seeds of the libFuzzer targets whose inputs are binary
-(protobuf frames, store files) or JSON-RPC bodies, into
-tests/fuzz/corpus/<target>/ (the targets are the calls at the end).
+"""Write the seed corpora of the libFuzzer targets whose inputs are binary
+(protobuf frames, store files) or JSON-RPC bodies:
+
+    tests/fuzz/corpus/{control,mi,cluster,store,ack,reply}/
 
 Each seed is a real, valid input (plus a few near misses that the code
 must refuse), named after what it holds. Run from anywhere; it rewrites
@@ -364,6 +365,78 @@ def ack_seeds():
         write("ack", name, data)
 
 
+# --- ControlReply (relay to evrelayctl) -----------------------------------------
+
+def reply(result=None, error=None, rid=42, version=1):
+    out = f_varint(1, version) + f_varint(2, rid)
+    if result is not None:
+        out += f_bytes(3, result if isinstance(result, str)
+                       else json.dumps(result, separators=(",", ":")))
+    if error is not None:
+        code, message, data = error
+        body = f_sint(1, code) + f_bytes(2, message)
+        if data is not None:
+            body += f_bytes(3, data)
+        out += f_bytes(4, body)
+    return out
+
+
+def reply_seeds():
+    sub = {"socket": "udp:127.0.0.1:9000", "expire": 3600, "ttl": 3599}
+    target = {"socket": "virtual:PARALLEL udp:h:1 tcp:h:2", "queued": 0,
+              "delivered": 10, "failed": 1, "dropped": 0,
+              "latency_us": {"p50": 120, "p99": 900},
+              "children": [{"socket": "udp:h:1", "delivered": 10},
+                           {"socket": "tcp:h:2", "failed": 1}]}
+    seeds = {
+        "ok": reply("OK"),
+        "list": reply({"Events": [{"name": "E_PIKE_BLOCKED", "id": 0},
+                                  {"name": "E_ACC_CDR", "id": 1}]}),
+        "list_empty": reply({"Events": []}),
+        "subscribers_all": reply({"Events": [
+            {"name": "E_X", "id": 3, "Subscribers": [
+                sub, {"socket": "unix:/run/s", "expire": "never"}]}]}),
+        "subscribers_event": reply({"Event": {"name": "E_X", "id": 3,
+                                              "Subscribers": [sub]}}),
+        "subscriber_one": reply({"Event": {"name": "E_X", "id": 3,
+                                           "Subscriber": dict(
+                                               sub, ttl="expired")}}),
+        "subscribers_none": reply({"Event": {}}),
+        "stats": reply({"uptime_s": 12, "ingest": {"batches": 5,
+                                                   "received": 1000},
+                        "control": {"requests": 3},
+                        "targets": [target], "empty": []}),
+        "cluster": reply({"node": "relay1:7960", "ready": True,
+                          "hlc": "0x18bcfe5680000001", "records": 2,
+                          "store": {"fsyncs": 4, "torn": 0},
+                          "members": [{"node": "relay2:7970",
+                                       "endpoint": "tcp://h:7970",
+                                       "state": "alive", "ready": True,
+                                       "seq": 7, "hlc": "0x1",
+                                       "last_heartbeat_ms": 120}]}),
+        "cluster_alone": reply({"node": "relay1", "members": []}),
+        "health": reply({"status": "ok", "live": True, "ready": True}),
+        "nested_tables": reply({"a": {"b": [{"c": 1}, {"d": [1, 2]}]},
+                                "x": [{}]}),
+        "not_json": reply("not json {"),
+        "error": reply(error=(400, "Bad parameter value",
+                              "\"udp: bad port in 'udp:h:x'\"")),
+        "error_data_object": reply(error=(-32602, "Invalid params",
+                                          "{\"why\":[1,2]}")),
+        "error_data_not_json": reply(error=(404, "Event not published",
+                                            "E_X")),
+        "error_id_zero": reply(error=(-32600, "Invalid request",
+                                      "\"undecodable request\""), rid=0),
+        "deep_nesting": reply('{"k":' * 600 + "1" + "}" * 600),
+        "many_columns": reply({"t": [{"c%d" % i: i for i in range(150)},
+                                     {"socket": "udp:h:1", "x": None}]}),
+        "no_result": reply(),
+        "other_version": reply("OK", version=2),
+    }
+    for name, data in seeds.items():
+        write("reply", name, data)
+
+
 if __name__ == "__main__":
     publish_seeds()
     control_seeds()
@@ -371,3 +444,4 @@ if __name__ == "__main__":
     cluster_seeds()
     store_seeds()
     ack_seeds()
+    reply_seeds()
