@@ -49,6 +49,7 @@
 */
 
 #include "evrelay.h"
+#include "evr_ack.h"
 #include "evr_curve.h"
 #include "evr_defaults.h"
 #include "evrelay.pb-c.h"
@@ -84,9 +85,6 @@
 //  soon, so a relay that comes up is used quickly (a cheap poll while
 //  disconnected).
 #define S_EAGAIN_RETRY_US 10000
-
-//  Acks are small; a bigger frame is not an ack and is ignored undecoded.
-#define S_MAX_ACK_BYTES 65536
 
 //  Bytes a Publish needs besides its events (version, 16-byte producer id,
 //  epoch, first_seq, with their tags and lengths), rounded up.
@@ -135,9 +133,6 @@ typedef struct {
     s_done_t *dones; //  count callbacks, or NULL when no event has one
 } s_batch_t;
 
-//  How one event of a batch ended, while an ack is applied.
-typedef enum { S_OUT_ACKED = 0, S_OUT_FAILED, S_OUT_REJECTED } s_out_t;
-
 //  The unacked window: a growable deque ordered by first_seq.
 typedef struct {
     s_batch_t *slots;
@@ -181,7 +176,7 @@ struct _evr_client_t {
     int64_t resend_at;     //  no window deadline is earlier than this
     evr_event_t **taken;   //  batch_max events being packed
     Evrelay__Event **pb_events; //  their messages, for the Publish
-    uint8_t *outcomes;          //  batch_max s_out_t, while an ack is applied
+    uint8_t *outcomes; //  batch_max evr_ack_out_t, while an ack is applied
 };
 
 //  --------------------------------------------------------------------------
@@ -803,56 +798,6 @@ static void s_batch_finish(s_batch_t *batch)
 }
 
 //  --------------------------------------------------------------------------
-//  Thread: mark in self->outcomes the events a list of offsets names (out
-//  of range and repeated offsets are ignored: the ack is untrusted).
-//  Returns how many events it marked.
-
-static uint32_t s_mark(evr_client_t *self, uint32_t count,
-                       const uint32_t *offsets, size_t n, s_out_t outcome)
-{
-    uint32_t marked = 0;
-    for (size_t i = 0; i < n; i++)
-        if (offsets[i] < count && self->outcomes[offsets[i]] == S_OUT_ACKED) {
-            self->outcomes[offsets[i]] = (uint8_t)outcome;
-            marked++;
-        }
-    return marked;
-}
-
-//  --------------------------------------------------------------------------
-//  Thread: the outcome of every event of the batch an ack answers, in
-//  self->outcomes; adds to *acked, *failed and *rejected.
-
-static void s_outcomes(evr_client_t *self, const s_batch_t *batch,
-                       const Evrelay__Ack *ack, uint64_t *acked,
-                       uint64_t *failed, uint64_t *rejected)
-{
-    uint32_t count = batch->count;
-    if (ack->status == EVRELAY__ACK__STATUS__REJECTED) {
-        memset(self->outcomes, S_OUT_REJECTED, count);
-        *rejected += count;
-        return;
-    }
-    memset(self->outcomes, S_OUT_ACKED, count);
-    uint32_t refused = s_mark(self, count, ack->rejected_offsets,
-                              ack->n_rejected_offsets, S_OUT_REJECTED);
-    //  A relay that does not list them: the count is what it said, the
-    //  events are a guess (the last ones).
-    uint32_t said = ack->has_rejected ? ack->rejected : 0;
-    for (uint32_t i = count; i > 0 && refused < said; i--)
-        if (self->outcomes[i - 1] == S_OUT_ACKED) {
-            self->outcomes[i - 1] = S_OUT_REJECTED;
-            refused++;
-        }
-    uint32_t lost = 0;
-    if (self->ack_point == EVR_ACK_DELIVERED)
-        lost = s_mark(self, count, ack->failed, ack->n_failed, S_OUT_FAILED);
-    *rejected += refused;
-    *failed += lost;
-    *acked += count - refused - lost;
-}
-
-//  --------------------------------------------------------------------------
 //  Thread: fire the callbacks of a batch by self->outcomes.
 
 static void s_fire_outcomes(evr_client_t *self, const s_batch_t *batch)
@@ -869,17 +814,17 @@ static void s_fire_outcomes(evr_client_t *self, const s_batch_t *batch)
 
 static void s_handle_ack(evr_client_t *self, const Evrelay__Ack *ack)
 {
-    if (ack->version != EVR_PROTOCOL_VERSION || ack->epoch != self->epoch ||
-        ack->producer_id.len != S_PRODUCER_ID_BYTES ||
-        memcmp(ack->producer_id.data, self->producer_id, S_PRODUCER_ID_BYTES) !=
-            0)
+    if (!evr_ack_is_ours(ack, self->producer_id, S_PRODUCER_ID_BYTES,
+                         self->epoch))
         return;
-    uint64_t acked = 0, failed = 0, rejected = 0;
+    evr_ack_counts_t counts = {0};
 
     //  The batch this ack answers
     s_batch_t *batch = s_window_find(&self->window, ack->first_seq);
     if (batch && !batch->done && batch->count == ack->count) {
-        s_outcomes(self, batch, ack, &acked, &failed, &rejected);
+        evr_ack_outcomes(ack, batch->count,
+                         self->ack_point == EVR_ACK_DELIVERED, self->outcomes,
+                         &counts);
         s_fire_outcomes(self, batch);
         s_batch_finish(batch);
     }
@@ -890,7 +835,7 @@ static void s_handle_ack(evr_client_t *self, const Evrelay__Ack *ack)
             continue;
         if (batch->first_seq + batch->count - 1 > ack->acked_through)
             break;
-        acked += batch->count;
+        counts.acked += batch->count;
         s_fire_all(batch->dones, batch->count, EVR_DONE_ACKED);
         batch->dones = NULL;
         s_batch_finish(batch);
@@ -899,12 +844,12 @@ static void s_handle_ack(evr_client_t *self, const Evrelay__Ack *ack)
     if (self->window.count == 0)
         self->resend_at = INT64_MAX;
 
-    if (acked || failed || rejected) {
+    if (counts.acked || counts.failed || counts.rejected) {
         pthread_mutex_lock(&self->lock);
-        self->stats.acked += acked;
-        self->stats.failed += failed;
-        self->stats.rejected += rejected;
-        self->in_flight -= acked + failed + rejected;
+        self->stats.acked += counts.acked;
+        self->stats.failed += counts.failed;
+        self->stats.rejected += counts.rejected;
+        self->in_flight -= counts.acked + counts.failed + counts.rejected;
         s_signal_if_idle(self);
         pthread_mutex_unlock(&self->lock);
     }
@@ -922,11 +867,8 @@ static void s_recv_acks(evr_client_t *self)
     while (zmq_msg_recv(&msg, self->dealer, ZMQ_DONTWAIT) != -1) {
         if (zmq_msg_more(&msg))
             continue; //  an envelope frame: the ack is last
-        size_t size = zmq_msg_size(&msg);
-        if (size > S_MAX_ACK_BYTES)
-            continue;
         Evrelay__Ack *ack =
-            evrelay__ack__unpack(NULL, size, zmq_msg_data(&msg));
+            evr_ack_decode(zmq_msg_data(&msg), zmq_msg_size(&msg));
         if (ack) {
             s_handle_ack(self, ack);
             evrelay__ack__free_unpacked(ack, NULL);

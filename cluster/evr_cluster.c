@@ -17,6 +17,7 @@
     messages.
 */
 #include "evr_cluster.h"
+#include "evr_cmsg.h"
 #include "evr_defaults.h"
 #include "evr_hlc.h"
 #include "evr_sockspec.h"
@@ -230,42 +231,6 @@ static char *s_pub_bind_endpoint(const char *listen)
     return zsys_sprintf("%.*s:*", (int)(colon - listen), listen);
 }
 
-//  The host part of a tcp:// endpoint into buf ("" when there is none).
-static void s_endpoint_host(const char *endpoint, char *buf, size_t size)
-{
-    buf[0] = 0;
-    if (!endpoint || strncmp(endpoint, "tcp://", 6))
-        return;
-    const char *host = endpoint + 6;
-    const char *colon = strrchr(host, ':');
-    if (!colon)
-        return;
-    snprintf(buf, size, "%.*s", (int)(colon - host), host);
-}
-
-//  Whether a tcp endpoint's host is a wildcard (not connectable).
-static bool s_wildcard_host(const char *endpoint)
-{
-    char host[256];
-    s_endpoint_host(endpoint, host, sizeof host);
-    return !strcmp(host, "*") || !strcmp(host, "0.0.0.0") ||
-           !strcmp(host, "[::]") || !strcmp(host, "::");
-}
-
-//  The endpoint to connect the SUB to for a peer's advertised PUB
-//  endpoint: a wildcard host is replaced by the host we reach the peer's
-//  ROUTER at. New string.
-static char *s_pub_connect_endpoint(const char *advertised,
-                                    const char *peer_endpoint)
-{
-    if (!s_wildcard_host(advertised))
-        return strdup(advertised);
-    char host[256];
-    s_endpoint_host(peer_endpoint, host, sizeof host);
-    const char *port = strrchr(advertised, ':');
-    return zsys_sprintf("tcp://%s%s", host, port);
-}
-
 //  The default node id: the host name, and the cluster port when there is
 //  one ("relay1:7960"). New string.
 static char *s_default_node(const char *listen)
@@ -308,48 +273,6 @@ static void s_instance_destroy(void **item)
 
 //  --------------------------------------------------------------------------
 //  Records: wire form <-> evr_record_t, persistence, the table
-
-//  Fill a wire Record from rec (strings borrowed).
-static void s_record_to_pb(const evr_record_t *rec, Evrelay__Record *pb)
-{
-    evrelay__record__init(pb);
-    pb->event = (char *)rec->event;
-    pb->socket = (char *)rec->socket;
-    pb->expire_s = rec->tombstone ? 0 : rec->expire_s;
-    pb->sub_time_ms = rec->sub_time_ms;
-    pb->hlc = rec->hlc;
-    pb->origin = (char *)rec->origin;
-    pb->has_tombstone = rec->tombstone;
-    pb->tombstone = rec->tombstone;
-}
-
-//  Check a wire Record and view it as an evr_record_t. The match key comes
-//  from parsing the socket: *spec gets the parsed socket, which the caller
-//  destroys after use. Returns 0, or -1 (malformed: nothing to destroy).
-static int s_record_from_pb(const Evrelay__Record *pb, evr_record_t *rec,
-                            evr_sockspec_t **spec)
-{
-    char why[256];
-    *spec = NULL;
-    if (!pb || !pb->event || !pb->socket || !pb->origin || !*pb->origin ||
-        strlen(pb->origin) > 255 || !evr_table_valid_name(pb->event))
-        return -1;
-    bool tombstone = pb->has_tombstone && pb->tombstone;
-    if (!tombstone && pb->expire_s == 0)
-        return -1;
-    *spec = evr_sockspec_parse(pb->socket, why, sizeof why);
-    if (!*spec)
-        return -1;
-    *rec = (evr_record_t){.event = pb->event,
-                          .socket = pb->socket,
-                          .match_key = evr_sockspec_match_key(*spec),
-                          .expire_s = tombstone ? 0 : pb->expire_s,
-                          .sub_time_ms = pb->sub_time_ms,
-                          .hlc = pb->hlc,
-                          .origin = pb->origin,
-                          .tombstone = tombstone};
-    return 0;
-}
 
 //  Append a record to the log (when there is a store).
 static void s_persist(evr_cluster_t *self, const evr_record_t *rec)
@@ -579,7 +502,7 @@ static s_peer_t *s_peer_add(evr_cluster_t *self, const char *endpoint,
                             bool configured)
 {
     if (!self->router || !*endpoint || s_is_self(self, endpoint) ||
-        s_wildcard_host(endpoint))
+        evr_cmsg_wildcard_host(endpoint))
         return NULL;
     s_peer_t *peer = s_peer_by_endpoint(self, endpoint);
     if (peer) {
@@ -730,7 +653,7 @@ static void s_publish(evr_cluster_t *self, const evr_record_t *rec)
     if (!self->pub)
         return;
     Evrelay__Record record;
-    s_record_to_pb(rec, &record);
+    evr_cmsg_record_to_pb(rec, &record);
     Evrelay__Delta delta = EVRELAY__DELTA__INIT;
     delta.origin = self->node;
     delta.instance = self->instance;
@@ -818,8 +741,7 @@ static void s_on_delta(evr_cluster_t *self, const Evrelay__Delta *delta)
     int64_t now = s_now();
     evr_record_t rec;
     evr_sockspec_t *spec;
-    if (!delta->origin || !*delta->origin || delta->seq == 0 ||
-        s_record_from_pb(delta->record, &rec, &spec)) {
+    if (evr_cmsg_delta(delta, &rec, &spec)) {
         self->ct.malformed++;
         return;
     }
@@ -939,7 +861,7 @@ static s_peer_t *s_on_heartbeat(evr_cluster_t *self,
                                 const Evrelay__Heartbeat *hb, s_peer_t *peer)
 {
     int64_t now = s_now();
-    if (!hb->node || !*hb->node || !hb->cluster_endpoint || !hb->pub_endpoint) {
+    if (!evr_cmsg_heartbeat_ok(hb)) {
         self->ct.malformed++;
         return NULL;
     }
@@ -990,7 +912,7 @@ static s_peer_t *s_on_heartbeat(evr_cluster_t *self,
         s_note_instance(self, hb->node, hb->instance);
     }
     //  its delta stream
-    char *pub = s_pub_connect_endpoint(hb->pub_endpoint, peer->endpoint);
+    char *pub = evr_cmsg_pub_connect_endpoint(hb->pub_endpoint, peer->endpoint);
     if (pub && (!peer->pub || strcmp(peer->pub, pub))) {
         if (peer->pub)
             zmq_disconnect(self->sub, peer->pub);
@@ -1051,7 +973,7 @@ static void s_on_chunk_record(evr_cluster_t *self, const Evrelay__Record *pb,
 {
     evr_record_t rec;
     evr_sockspec_t *spec;
-    if (s_record_from_pb(pb, &rec, &spec)) {
+    if (evr_cmsg_record_from_pb(pb, &rec, &spec)) {
         self->ct.malformed++;
         return;
     }
@@ -1164,7 +1086,7 @@ static void s_serve_flush(s_serve_t *sv, bool last)
 static void s_serve_record(const evr_record_t *rec, void *arg)
 {
     s_serve_t *sv = arg;
-    s_record_to_pb(rec, &sv->recs[sv->n]);
+    evr_cmsg_record_to_pb(rec, &sv->recs[sv->n]);
     sv->ptrs[sv->n] = &sv->recs[sv->n];
     sv->n++;
     sv->bytes +=
@@ -1198,22 +1120,14 @@ static void s_serve_snapshot(evr_cluster_t *self, zmq_msg_t *rid, uint64_t id)
 //  when it is not one we take.
 static Evrelay__ClusterMsg *s_decode(evr_cluster_t *self, zmq_msg_t *frame)
 {
-    size_t size = zmq_msg_size(frame);
-    if (size > EVR_CLUSTER_MAX_FRAME_BYTES) {
-        self->ct.malformed++;
-        return NULL;
-    }
+    evr_cmsg_rc_t rc;
     Evrelay__ClusterMsg *msg =
-        evrelay__cluster_msg__unpack(NULL, size, zmq_msg_data(frame));
-    if (!msg) {
+        evr_cmsg_decode(zmq_msg_data(frame), zmq_msg_size(frame),
+                        EVR_CLUSTER_MAX_FRAME_BYTES, &rc);
+    if (rc == EVR_CMSG_MALFORMED)
         self->ct.malformed++;
-        return NULL;
-    }
-    if (msg->version != EVR_PROTOCOL_VERSION) {
+    else if (rc == EVR_CMSG_BAD_VERSION)
         self->ct.bad_version++;
-        evrelay__cluster_msg__free_unpacked(msg, NULL);
-        return NULL;
-    }
     return msg;
 }
 
@@ -1599,7 +1513,7 @@ static void s_set_welcome(evr_cluster_t *self)
 static int s_bind(evr_cluster_t *self, char *err, size_t errlen)
 {
     const char *listen = self->cfg->cluster;
-    if (s_wildcard_host(listen)) {
+    if (evr_cmsg_wildcard_host(listen)) {
         //  peers learn each other from this string: it must lead here
         snprintf(err, errlen,
                  "--cluster %s: give an address the peers can connect to, "

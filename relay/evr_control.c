@@ -15,10 +15,7 @@
 #include "evr_defaults.h"
 #include "evr_policy.h"
 #include "evr_sockspec.h"
-#include "evrelay.pb-c.h"
 
-#include <limits.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,20 +23,10 @@
 typedef json_t *(s_method_fn)(evr_relay_t *relay, json_t *params,
                               evr_mi_error_t *error);
 
-//  Fill an error and return NULL.
-static json_t *s_error(evr_mi_error_t *error, int code, const char *message,
-                       const char *data)
-{
-    error->code = code;
-    error->message = message;
-    snprintf(error->data, sizeof error->data, "%s", data ? data : "");
-    return NULL;
-}
-
 //  -32602 "Invalid params" with a reason.
 static json_t *s_invalid(evr_mi_error_t *error, const char *data)
 {
-    return s_error(error, -32602, "Invalid params", data);
+    return evr_mi_error(error, -32602, "Invalid params", data);
 }
 
 //  Fetch parameter `index` (positional) or `name` (named); NULL if absent.
@@ -121,7 +108,7 @@ static int s_check_destination(evr_relay_t *relay, const char *socket,
     if (rc == 0)
         return 0;
     evr_relay_policy_stats(relay)->allowlist_denied[denial.allow_rule]++;
-    s_error(error, 403, "Forbidden", denial.message);
+    evr_mi_error(error, 403, "Forbidden", denial.message);
     return -1;
 }
 
@@ -162,7 +149,7 @@ static json_t *s_subscribe(evr_relay_t *relay, json_t *params,
     if (evr_relay_check_subscribe(relay, json_string_value(event),
                                   json_string_value(socket), expire_s, why,
                                   sizeof why))
-        return s_error(error, 400, "Bad parameter value", why);
+        return evr_mi_error(error, 400, "Bad parameter value", why);
     //  clustered or persistent: a replicated write, on disk before the
     //  answer, published to the peers after it
     evr_cluster_t *cluster = evr_relay_cluster(relay);
@@ -173,7 +160,7 @@ static json_t *s_subscribe(evr_relay_t *relay, json_t *params,
                                            json_string_value(socket), expire_s,
                                            why, sizeof why);
     if (rc)
-        return s_error(error, 400, "Bad parameter value", why);
+        return evr_mi_error(error, 400, "Bad parameter value", why);
     return json_string("OK");
 }
 
@@ -271,7 +258,7 @@ static json_t *s_subscribers(evr_relay_t *relay, json_t *params,
     const char *name = json_string_value(event);
     int id = evr_table_event_id(table, name);
     if (id < 0)
-        return s_error(error, 404, "Event not published", name);
+        return evr_mi_error(error, 404, "Event not published", name);
     if (!socket) {
         json_t *subs = s_subscribers_of(table, name);
         if (json_array_size(subs) == 0) {
@@ -288,8 +275,8 @@ static json_t *s_subscribers(evr_relay_t *relay, json_t *params,
     if (!spec || evr_table_find(table, name, evr_sockspec_match_key(spec),
                                 evr_relay_now_ms(), &info)) {
         evr_sockspec_destroy(&spec);
-        return s_error(error, 404, "Subscriber does not exist",
-                       json_string_value(socket));
+        return evr_mi_error(error, 404, "Subscriber does not exist",
+                            json_string_value(socket));
     }
     evr_sockspec_destroy(&spec);
     return json_pack("{s:{s:s,s:i,s:o}}", "Event", "name", name, "id", id,
@@ -297,94 +284,6 @@ static json_t *s_subscribers(evr_relay_t *relay, json_t *params,
 }
 
 //  --- raise ----------------------------------------------------------------
-
-//  Storage for params built from JSON.
-typedef struct {
-    evr_param_t params[EVR_DEFAULT_MAX_PARAMS];
-    char *owned[EVR_DEFAULT_MAX_PARAMS];
-    size_t n;
-} s_params_t;
-
-//  A JSON number as OpenSIPS' MI takes it: truncated, clamped to int32.
-static int64_t s_mi_int(json_t *value)
-{
-    double d = json_number_value(value);
-    if (json_is_integer(value)) {
-        json_int_t i = json_integer_value(value);
-        return i > INT_MAX ? INT_MAX : i < INT_MIN ? INT_MIN : i;
-    }
-    if (isnan(d))
-        return 0;
-    return d >= (double)INT_MAX   ? INT_MAX
-           : d <= (double)INT_MIN ? INT_MIN
-                                  : (int64_t)d;
-}
-
-//  Add one param; owned text (malloc'd) is freed with the params.
-static int s_add_param(s_params_t *p, const char *name, evr_param_type_t type,
-                       int64_t i, char *owned, const char *s)
-{
-    if (p->n == EVR_DEFAULT_MAX_PARAMS) {
-        free(owned);
-        return -1;
-    }
-    evr_param_t *out = &p->params[p->n];
-    out->name = name;
-    out->name_len = name ? strlen(name) : 0;
-    out->type = type;
-    out->i = i;
-    out->s = owned ? owned : s;
-    out->s_len = out->s ? strlen(out->s) : 0;
-    p->owned[p->n++] = owned;
-    return 0;
-}
-
-//  Build params from a JSON object (named) or array (positional).
-static int s_build_params(json_t *value, s_params_t *p, const char **why)
-{
-    if (json_is_object(value)) {
-        const char *key;
-        json_t *v;
-        json_object_foreach(value, key, v)
-        {
-            int rc;
-            if (json_is_number(v))
-                rc =
-                    s_add_param(p, key, EVR_PARAM_INT, s_mi_int(v), NULL, NULL);
-            else if (json_is_string(v))
-                rc = s_add_param(p, key, EVR_PARAM_STR, 0, NULL,
-                                 json_string_value(v));
-            else
-                rc = s_add_param(p, key, EVR_PARAM_STR, 0,
-                                 json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY),
-                                 NULL);
-            if (rc) {
-                *why = "too many params";
-                return -1;
-            }
-        }
-        return 0;
-    }
-    size_t i;
-    json_t *v;
-    json_array_foreach(value, i, v)
-    {
-        char text[32];
-        if (json_is_string(v)) {
-            if (s_add_param(p, NULL, EVR_PARAM_STR, 0, NULL,
-                            json_string_value(v)))
-                return *why = "too many params", -1;
-        } else if (json_is_number(v)) {
-            snprintf(text, sizeof text, "%lld", (long long)s_mi_int(v));
-            if (s_add_param(p, NULL, EVR_PARAM_STR, 0, strdup(text), NULL))
-                return *why = "too many params", -1;
-        } else {
-            *why = "positional params must be strings or numbers";
-            return -1;
-        }
-    }
-    return 0;
-}
 
 //  raise EVENT [PARAMS]
 static json_t *s_raise(evr_relay_t *relay, json_t *params,
@@ -400,43 +299,23 @@ static json_t *s_raise(evr_relay_t *relay, json_t *params,
     const char *name = json_string_value(event);
     evr_table_t *table = evr_relay_table(relay);
     if (evr_table_event_id(table, name) < 0)
-        return s_error(error, 404, "Event not registered", name);
-    json_t *parsed = NULL;
-    if (json_is_string(values)) {
-        //  OpenSIPS 3.6 form: a string holding a JSON object
-        parsed = json_loads(json_string_value(values), JSON_DECODE_ANY, NULL);
-        if (!json_is_object(parsed) && !json_is_array(parsed)) {
-            json_decref(parsed);
-            return s_error(error, 400, "Bad Params",
-                           "params string is not a JSON object");
-        }
-        values = parsed;
-    } else if (values && !json_is_null(values) && !json_is_object(values) &&
-               !json_is_array(values)) {
-        return s_error(error, 400, "Bad Params",
-                       "params must be a JSON object or array");
-    }
-    s_params_t p = {.n = 0};
-    const char *why = NULL;
+        return evr_mi_error(error, 404, "Event not registered", name);
+    evr_mi_params_t p = {.n = 0};
     json_t *result = NULL;
-    if (values && !json_is_null(values) && s_build_params(values, &p, &why))
-        s_error(error, 400, "Bad Params", why);
-    else {
+    if (evr_mi_raise_params(values, &p, error) == 0) {
         evr_event_view_t view = {name, strlen(name), p.params, p.n};
         size_t queued = 0;
         if (evr_relay_raise(relay, &view, &queued) == 0)
-            s_error(error, 480, "Temporarily Unavailable",
-                    "no subscribers for this event");
+            evr_mi_error(error, 480, "Temporarily Unavailable",
+                         "no subscribers for this event");
         else if (queued == 0)
-            s_error(error, 400, "Bad Params",
-                    "nothing queued: the event is too large for its "
-                    "subscribers, or their queues are full");
+            evr_mi_error(error, 400, "Bad Params",
+                         "nothing queued: the event is too large for its "
+                         "subscribers, or their queues are full");
         else
             result = json_string("OK");
     }
-    for (size_t i = 0; i < p.n; i++)
-        free(p.owned[i]);
-    json_decref(parsed);
+    evr_mi_params_free(&p);
     return result;
 }
 
@@ -470,8 +349,8 @@ static json_t *s_cluster(evr_relay_t *relay, json_t *params,
         return NULL;
     evr_cluster_t *cluster = evr_relay_cluster(relay);
     if (!cluster)
-        return s_error(error, 400, "Cluster not enabled",
-                       "start evrelayd with --cluster or --data-dir");
+        return evr_mi_error(error, 400, "Cluster not enabled",
+                            "start evrelayd with --cluster or --data-dir");
     return evr_cluster_status(cluster);
 }
 
@@ -486,7 +365,8 @@ static json_t *s_rotate(evr_relay_t *relay, json_t *params,
     if (!json_is_string(path))
         return s_invalid(error, "path_to_file is a required string");
     if (evr_relay_rotate(relay, json_string_value(path)) == 0)
-        return s_error(error, 400, "File not found", json_string_value(path));
+        return evr_mi_error(error, 400, "File not found",
+                            json_string_value(path));
     return json_string("OK");
 }
 
@@ -525,7 +405,7 @@ static int s_permit(evr_relay_t *relay, const char *who, const char *method,
         return 0;
     if (action > EVR_ACTION_NONE && action < EVR_ACTION_COUNT)
         evr_relay_policy_stats(relay)->policy_denied[action]++;
-    s_error(error, 403, "Forbidden", denial.message);
+    evr_mi_error(error, 403, "Forbidden", denial.message);
     return -1;
 }
 
@@ -541,37 +421,7 @@ json_t *evr_control_call(evr_relay_t *relay, const char *who,
                 return NULL;
             return s_methods[i].fn(relay, params, error);
         }
-    return s_error(error, -32601, "Method not found", method);
-}
-
-//  Encode a ControlReply.
-static void s_encode_reply(uint64_t id, const char *result,
-                           const evr_mi_error_t *error, void **reply,
-                           size_t *reply_len)
-{
-    Evrelay__ControlReply msg = EVRELAY__CONTROL_REPLY__INIT;
-    Evrelay__ControlReply__Error err = EVRELAY__CONTROL_REPLY__ERROR__INIT;
-    char *data_json = NULL;
-    msg.version = EVR_PROTOCOL_VERSION;
-    msg.id = id;
-    if (result)
-        msg.result_json = (char *)result;
-    else {
-        err.code = error->code;
-        err.message = (char *)error->message;
-        if (error->data[0]) {
-            json_t *data = json_string(error->data);
-            data_json = data ? json_dumps(data, JSON_ENCODE_ANY) : NULL;
-            json_decref(data);
-            err.data_json = data_json;
-        }
-        msg.error = &err;
-    }
-    *reply_len = evrelay__control_reply__get_packed_size(&msg);
-    *reply = malloc(*reply_len);
-    if (*reply)
-        evrelay__control_reply__pack(&msg, *reply);
-    free(data_json);
+    return evr_mi_error(error, -32601, "Method not found", method);
 }
 
 //  Answer one ControlRequest frame.
@@ -581,57 +431,28 @@ void evr_control_frame(evr_relay_t *relay, const char *who, const void *frame,
 {
     evr_mi_error_t error = {0};
     stats->requests++;
-    if (len > max_len) {
+    Evrelay__ControlRequest *req;
+    json_t *params;
+    evr_mi_rc_t rc =
+        evr_mi_request_decode(frame, len, max_len, &req, &params, &error);
+    if (rc == EVR_MI_TOO_LARGE)
         stats->too_large++;
-        stats->errors++;
-        char why[128];
-        snprintf(why, sizeof why,
-                 "request too large: %zu bytes, the limit is %zu ([limits] "
-                 "max_control_bytes)",
-                 len, max_len);
-        s_error(&error, -32600, "Invalid request", why);
-        s_encode_reply(0, NULL, &error, reply, reply_len);
-        return;
-    }
-    Evrelay__ControlRequest *req =
-        evrelay__control_request__unpack(NULL, len, frame);
-    if (!req || req->version != EVR_PROTOCOL_VERSION) {
+    else if (rc == EVR_MI_MALFORMED)
         stats->malformed++;
-        stats->errors++;
-        s_error(&error, -32600, "Invalid request",
-                req ? "unsupported protocol version" : "undecodable request");
-        s_encode_reply(req ? req->id : 0, NULL, &error, reply, reply_len);
-        if (req)
-            evrelay__control_request__free_unpacked(req, NULL);
-        return;
-    }
-    json_t *params = NULL;
-    char *text = NULL;
-    if (req->params_json && *req->params_json) {
-        json_error_t jerr;
-        //  Duplicate keys are refused rather than silently collapsed; an
-        //  integer beyond 64 bits is read as a real, then clamped to 32
-        //  bits as OpenSIPS' MI does.
-        int flags = JSON_DECODE_ANY | JSON_REJECT_DUPLICATES;
-        params = json_loads(req->params_json, flags, &jerr);
-        if (!params && strstr(jerr.text, "too big"))
-            params = json_loads(req->params_json,
-                                flags | JSON_DECODE_INT_AS_REAL, &jerr);
-        if (!params)
-            s_error(&error, -32700, "Parse error", jerr.text);
-    }
     json_t *result = NULL;
-    if (!error.code)
+    if (rc == EVR_MI_OK)
         result = evr_control_call(relay, who, req->method, params, &error);
+    char *text = NULL;
     if (result)
         text = json_dumps(result, JSON_COMPACT | JSON_ENCODE_ANY);
     else
         stats->errors++;
-    s_encode_reply(req->id, text, &error, reply, reply_len);
+    *reply = evr_mi_reply_encode(req ? req->id : 0, text, &error, reply_len);
     free(text);
     json_decref(result);
     json_decref(params);
-    evrelay__control_request__free_unpacked(req, NULL);
+    if (req)
+        evrelay__control_request__free_unpacked(req, NULL);
 }
 
 //  Answer a request from a client that may no longer send any (its
@@ -645,8 +466,8 @@ void evr_control_refuse(const void *frame, size_t len, const char *why,
     stats->errors++;
     Evrelay__ControlRequest *req =
         evrelay__control_request__unpack(NULL, len, frame);
-    s_error(&error, 403, "Forbidden", why);
-    s_encode_reply(req ? req->id : 0, NULL, &error, reply, reply_len);
+    evr_mi_error(&error, 403, "Forbidden", why);
+    *reply = evr_mi_reply_encode(req ? req->id : 0, NULL, &error, reply_len);
     if (req)
         evrelay__control_request__free_unpacked(req, NULL);
 }

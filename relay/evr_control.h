@@ -17,15 +17,10 @@
 #ifndef EVR_CONTROL_H_INCLUDED
 #define EVR_CONTROL_H_INCLUDED
 
+#include "evr_mi.h"
 #include "evr_relay.h"
 #include "evr_stats.h"
 #include <jansson.h>
-
-typedef struct {
-    int code;            //  MI / JSON-RPC error code
-    const char *message; //  the MI message, e.g. "Bad parameter value"
-    char data[512];      //  detail for humans; empty = none
-} evr_mi_error_t;
 
 //  Run one command for operator who (NULL: EVR_POLICY_LOCAL). Returns the
 //  result (new reference), or NULL with *error filled in. params may be

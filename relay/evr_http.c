@@ -21,6 +21,7 @@
 #include "evr_http.h"
 #include "evr_defaults.h"
 #include "evr_metrics.h"
+#include "evr_mi.h"
 #include "evrelay.pb-c.h"
 
 #include <czmq.h>
@@ -78,22 +79,6 @@ typedef struct {
 
 //  --- small helpers --------------------------------------------------------
 
-//  printf into a new string (NULL when out of memory).
-static char *s_format(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    char *text = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (text) {
-        va_start(ap, fmt);
-        vsnprintf(text, (size_t)n + 1, fmt, ap);
-        va_end(ap);
-    }
-    return text;
-}
-
 //  libmicrohttpd's error log, into ours.
 static void s_log(void *arg, const char *fmt, va_list ap)
 {
@@ -136,7 +121,7 @@ static enum MHD_Result s_respond_text(struct MHD_Connection *conn,
     return s_respond(conn, status, S_TEXT, body, strlen(body), allow);
 }
 
-//  Queue a JSON answer built by one of the s_rpc_* helpers.
+//  Queue a JSON answer built by evr_mi_jsonrpc_result or _error.
 static enum MHD_Result s_respond_json(struct MHD_Connection *conn,
                                       unsigned int status, char *body)
 {
@@ -201,105 +186,44 @@ static Evrelay__ControlReply *s_call(evr_http_t *self, const char *who,
 
 //  --- POST /mi -------------------------------------------------------------
 
-//  A JSON-RPC success answer: result_json is JSON text, id_json too.
-static char *s_rpc_result(const char *result_json, const char *id_json)
-{
-    return s_format("{\"jsonrpc\":\"2.0\",\"result\":%s,\"id\":%s}",
-                    result_json, id_json ? id_json : "null");
-}
-
-//  A JSON-RPC error answer; data_json (JSON text) may be NULL.
-static char *s_rpc_error(int code, const char *message, const char *data_json,
-                         const char *id_json)
-{
-    json_t *text = json_string(message ? message : "");
-    char *quoted = text ? json_dumps(text, JSON_ENCODE_ANY) : NULL;
-    json_decref(text);
-    char *body = s_format(
-        "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":%d,\"message\":%s%s%s},"
-        "\"id\":%s}",
-        code, quoted ? quoted : "\"\"", data_json ? ",\"data\":" : "",
-        data_json ? data_json : "", id_json ? id_json : "null");
-    free(quoted);
-    return body;
-}
-
-//  The JSON-RPC answer to a body that could not be read as a request.
-static enum MHD_Result s_rpc_refuse(struct MHD_Connection *conn, int code,
-                                    const char *message, const char *id_json)
-{
-    return s_respond_json(conn, MHD_HTTP_OK,
-                          s_rpc_error(code, message, NULL, id_json));
-}
-
-//  Parse a request body: duplicate keys refused as the control socket
-//  does; an integer beyond 64 bits is read as a real (MI clamps it).
-static json_t *s_parse_body(const char *body, size_t len)
-{
-    int flags = JSON_DECODE_ANY | JSON_REJECT_DUPLICATES;
-    json_error_t jerr;
-    json_t *request = json_loadb(body, len, flags, &jerr);
-    if (!request && strstr(jerr.text, "too big"))
-        request = json_loadb(body, len, flags | JSON_DECODE_INT_AS_REAL, &jerr);
-    return request;
-}
-
 //  Answer one MI call of operator who held in body.
 static enum MHD_Result s_mi(evr_http_t *self, struct MHD_Connection *conn,
                             const char *who, const char *body, size_t len)
 {
-    json_t *request = s_parse_body(body, len);
-    if (!request)
-        return s_rpc_refuse(conn, -32700, "Parse error", NULL);
-    if (!json_is_object(request)) {
-        json_decref(request);
-        return s_rpc_refuse(conn, -32600, "Invalid Request", NULL);
-    }
-    json_t *id = json_object_get(request, "id");
-    if (id && !json_is_null(id) && !json_is_number(id) && !json_is_string(id)) {
-        json_decref(request);
-        return s_rpc_refuse(conn, -32600, "Invalid Request", NULL);
-    }
-    char *id_json = id ? json_dumps(id, JSON_ENCODE_ANY) : NULL;
-    json_t *version = json_object_get(request, "jsonrpc");
-    json_t *method = json_object_get(request, "method");
-    json_t *params = json_object_get(request, "params");
+    evr_mi_call_t call;
     enum MHD_Result rc;
-    if (!json_is_string(version) || strcmp(json_string_value(version), "2.0") ||
-        !json_is_string(method) ||
-        (params && !json_is_array(params) && !json_is_object(params))) {
-        rc = s_rpc_refuse(conn, -32600, "Invalid Request", id_json);
-        free(id_json);
-        json_decref(request);
+    if (evr_mi_jsonrpc_parse(body, len, &call)) {
+        rc = s_respond_json(
+            conn, MHD_HTTP_OK,
+            evr_mi_jsonrpc_error(call.code, call.message, NULL, call.id_json));
+        evr_mi_call_free(&call);
         return rc;
     }
-    char *params_json =
-        params ? json_dumps(params, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
     Evrelay__ControlReply *reply =
-        s_call(self, who, json_string_value(method), params_json);
-    if (!id)
+        s_call(self, who, call.method, call.params_json);
+    if (call.notification)
         //  a notification: run, answered with nothing
         rc = s_respond(conn, MHD_HTTP_NO_CONTENT, NULL, NULL, 0, NULL);
     else if (!reply)
-        rc = s_respond_json(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
-                            s_rpc_error(-32000, "Server error",
-                                        "\"the relay did not answer in time\"",
-                                        id_json));
+        rc = s_respond_json(
+            conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+            evr_mi_jsonrpc_error(-32000, "Server error",
+                                 "\"the relay did not answer in time\"",
+                                 call.id_json));
     else if (reply->error)
-        rc = s_respond_json(conn, MHD_HTTP_OK,
-                            s_rpc_error(reply->error->code,
-                                        reply->error->message,
-                                        reply->error->data_json, id_json));
-    else
         rc = s_respond_json(
             conn, MHD_HTTP_OK,
-            s_rpc_result(reply->result_json ? reply->result_json : "null",
-                         id_json));
+            evr_mi_jsonrpc_error(reply->error->code, reply->error->message,
+                                 reply->error->data_json, call.id_json));
+    else
+        rc =
+            s_respond_json(conn, MHD_HTTP_OK,
+                           evr_mi_jsonrpc_result(
+                               reply->result_json ? reply->result_json : "null",
+                               call.id_json));
     if (reply)
         evrelay__control_reply__free_unpacked(reply, NULL);
-    free(params_json);
-    free(id_json);
-    json_decref(request);
+    evr_mi_call_free(&call);
     return rc;
 }
 
@@ -311,8 +235,9 @@ static enum MHD_Result s_too_large(evr_http_t *self,
     __atomic_add_fetch(&self->too_large, 1, __ATOMIC_RELAXED);
     snprintf(data, sizeof data, "\"request body over %zu bytes\"",
              self->max_body);
-    return s_respond_json(conn, MHD_HTTP_CONTENT_TOO_LARGE,
-                          s_rpc_error(-32600, "Invalid Request", data, NULL));
+    return s_respond_json(
+        conn, MHD_HTTP_CONTENT_TOO_LARGE,
+        evr_mi_jsonrpc_error(-32600, "Invalid Request", data, NULL));
 }
 
 //  Add upload data to a body, or discard it once the body is too large.
@@ -355,8 +280,9 @@ s_respond_error(struct MHD_Connection *conn,
     json_t *data = error->data_json
                        ? json_loads(error->data_json, JSON_DECODE_ANY, NULL)
                        : NULL;
-    char *body = s_format("%s: %s\n", error->message ? error->message : "",
-                          json_is_string(data) ? json_string_value(data) : "");
+    char *body =
+        zsys_sprintf("%s: %s\n", error->message ? error->message : "",
+                     json_is_string(data) ? json_string_value(data) : "");
     json_decref(data);
     if (!body)
         return MHD_NO;

@@ -204,7 +204,9 @@ int evr_buf_append_json_string(evr_buf_t *buf, const char *s, size_t len)
     if (len > SIZE_MAX - 2 || s_reserve(buf, len + 2))
         return -1;
     const size_t start = buf->len;
-    const unsigned char *p = (const unsigned char *)s;
+    //  an empty value may come as NULL (protobuf-c's empty bytes): no
+    //  arithmetic on it
+    const unsigned char *p = (const unsigned char *)(len ? s : "");
     const unsigned char *end = p + len;
     buf->data[buf->len++] = '"';
     while (p < end) {

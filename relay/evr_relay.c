@@ -107,15 +107,6 @@ typedef struct {
     const char *error; //  REJECTED when set
 } s_ackinfo_t;
 
-//  A bump allocator for protobuf-c: one decode, one reset.
-typedef struct {
-    char *base;
-    size_t used, cap;
-    size_t oversize; //  bytes handed out with malloc when base was full
-    void **big;      //  those blocks
-    size_t nbig, bigcap;
-} s_arena_t;
-
 struct _evr_relay_t {
     const evr_config_t *cfg;
     void *ctx;
@@ -138,8 +129,7 @@ struct _evr_relay_t {
     evr_job_t **jobs;
     size_t *njobs, *capjobs;
     evr_buf_t buf;
-    s_arena_t arena;
-    ProtobufCAllocator pballoc;
+    evr_arena_t arena; //  each Publish is decoded into it
     evr_target_opts_t topts;
     evr_param_t *params;    //  max_params views for the event being decoded
     evr_cluster_t *cluster; //  replication + persistence (NULL = off)
@@ -172,59 +162,6 @@ static void s_on_signal(int sig)
 int64_t evr_relay_now_ms(void)
 {
     return zclock_time();
-}
-
-//  --- arena allocator for protobuf-c ---------------------------------------
-
-//  protobuf-c alloc hook: bump-allocate, 16-byte aligned.
-static void *s_arena_alloc(void *data, size_t size)
-{
-    s_arena_t *a = data;
-    size = (size + 15) & ~(size_t)15;
-    if (a->used + size <= a->cap) {
-        void *p = a->base + a->used;
-        a->used += size;
-        return p;
-    }
-    if (a->nbig == a->bigcap) {
-        size_t cap = a->bigcap ? a->bigcap * 2 : 16;
-        void **grown = realloc(a->big, cap * sizeof *grown);
-        if (!grown)
-            return NULL;
-        a->big = grown;
-        a->bigcap = cap;
-    }
-    void *p = malloc(size);
-    if (p) {
-        a->big[a->nbig++] = p;
-        a->oversize += size;
-    }
-    return p;
-}
-
-//  protobuf-c free hook: nothing, the arena is reset per frame.
-static void s_arena_free(void *data, void *ptr)
-{
-}
-
-//  Forget every allocation; grow the base block if the last frame needed
-//  more, so the steady state does no malloc at all.
-static void s_arena_reset(s_arena_t *a)
-{
-    for (size_t i = 0; i < a->nbig; i++)
-        free(a->big[i]);
-    a->nbig = 0;
-    if (a->oversize && a->cap + a->oversize <= 64 * 1024 * 1024) {
-        size_t cap = (a->cap + a->oversize) * 2;
-        char *base = malloc(cap);
-        if (base) {
-            free(a->base);
-            a->base = base;
-            a->cap = cap;
-        }
-    }
-    a->oversize = 0;
-    a->used = 0;
 }
 
 //  --- target registry ------------------------------------------------------
@@ -406,8 +343,7 @@ evr_relay_t *evr_relay_new(const evr_config_t *cfg, char *err, size_t errlen)
     self->topts.flat_suppress_name = cfg->flat_suppress_name;
     self->boot_us = evr_wall_us();
     self->trackq = evr_trackq_new();
-    self->pballoc =
-        (ProtobufCAllocator){s_arena_alloc, s_arena_free, &self->arena};
+    evr_arena_init(&self->arena);
     self->table = evr_table_new(cfg->max_events, s_release_tref, self);
     self->targets = zhashx_new();
     self->producers = zhashx_new();
@@ -524,9 +460,7 @@ void evr_relay_destroy(evr_relay_t **self_p)
     free(self->offsets);
     free(self->ackbuf);
     evr_buf_free(&self->buf);
-    s_arena_reset(&self->arena);
-    free(self->arena.base);
-    free(self->arena.big);
+    evr_arena_free(&self->arena);
     free(self);
 }
 
@@ -1237,7 +1171,7 @@ static bool s_inflight_full(evr_relay_t *self, const Evrelay__Publish *pub,
                             pub->first_seq + pub->n_events - 1);
 }
 
-//  Why a decoded Publish (received in payload) is refused as a whole
+//  Why a well-formed Publish (received in payload) is refused as a whole
 //  (counted; the reason written into why), or NULL when it is accepted.
 static const char *s_refusal(evr_relay_t *self, const Evrelay__Publish *pub,
                              zmq_msg_t *payload, char *why, size_t whylen)
@@ -1245,19 +1179,8 @@ static const char *s_refusal(evr_relay_t *self, const Evrelay__Publish *pub,
     const evr_config_t *cfg = self->cfg;
     size_t size = zmq_msg_size(payload);
     size_t inflight;
-    if (pub->version != EVR_PROTOCOL_VERSION) {
-        self->in.bad_version++;
-        return "unsupported protocol version";
-    }
     if (!evr_auth_permits(self->auth, EVR_AUTH_INGEST, payload))
         return "forbidden: the producer's certificate was revoked";
-    if (pub->producer_id.len == 0 || pub->producer_id.len > 64 ||
-        pub->first_seq == 0 ||
-        (pub->n_events > 0 &&
-         pub->first_seq + (pub->n_events - 1) < pub->first_seq)) {
-        self->in.malformed++;
-        return "bad producer_id or first_seq";
-    }
     if (pub->n_events > cfg->max_batch_events) {
         self->in.refused_batch_events++;
         snprintf(why, whylen,
@@ -1300,7 +1223,11 @@ static void s_on_publish(evr_relay_t *self, zmq_msg_t *env, int nenv,
 {
     size_t size = zmq_msg_size(payload);
     char why[256];
-    if (size > self->cfg->max_frame_bytes) {
+    Evrelay__Publish *pub;
+    evr_decode_rc_t decoded =
+        evr_decode_publish(zmq_msg_data(payload), size,
+                           self->cfg->max_frame_bytes, &self->arena.pb, &pub);
+    if (decoded == EVR_DECODE_TOO_LARGE) {
         //  no batch can be identified: counted, answered for no stream
         self->in.too_large++;
         self->in.refused_frame_bytes++;
@@ -1311,19 +1238,25 @@ static void s_on_publish(evr_relay_t *self, zmq_msg_t *env, int nenv,
         s_refuse_frame(self, env, nenv, why);
         return;
     }
-    Evrelay__Publish *pub =
-        evrelay__publish__unpack(&self->pballoc, size, zmq_msg_data(payload));
-    if (!pub) {
+    if (decoded == EVR_DECODE_MALFORMED) {
         self->in.malformed++;
         s_refuse_frame(self, env, nenv,
                        "undecodable frame: not a protobuf Publish");
-        s_arena_reset(&self->arena);
+        evr_arena_reset(&self->arena);
         return;
     }
-    const char *refused = s_refusal(self, pub, payload, why, sizeof why);
+    const char *refused = NULL;
+    if (decoded == EVR_DECODE_BAD_VERSION) {
+        self->in.bad_version++;
+        refused = "unsupported protocol version";
+    } else if (decoded == EVR_DECODE_BAD_HEADER) {
+        self->in.malformed++;
+        refused = "bad producer_id or first_seq";
+    } else
+        refused = s_refusal(self, pub, payload, why, sizeof why);
     if (refused) {
         s_ack(self, env, nenv, pub, 0, 0, NULL, 0, refused);
-        s_arena_reset(&self->arena);
+        evr_arena_reset(&self->arena);
         return;
     }
     bool delivered =
@@ -1334,7 +1267,7 @@ static void s_on_publish(evr_relay_t *self, zmq_msg_t *env, int nenv,
     if (delivered &&
         !(track = evr_track_new(self->trackq, (uint32_t)pub->n_events))) {
         //  out of memory: nothing recorded, unanswered; the producer resends
-        s_arena_reset(&self->arena);
+        evr_arena_reset(&self->arena);
         return;
     }
     int64_t now = evr_relay_now_ms();
@@ -1387,7 +1320,7 @@ static void s_on_publish(evr_relay_t *self, zmq_msg_t *env, int nenv,
         else
             s_ack(self, env, nenv, pub, window ? evr_dedup_through(window) : 0,
                   dups, self->offsets, (uint32_t)self->noffsets, NULL);
-        s_arena_reset(&self->arena);
+        evr_arena_reset(&self->arena);
         return;
     }
     self->in.delivered_batches++;
@@ -1407,7 +1340,7 @@ static void s_on_publish(evr_relay_t *self, zmq_msg_t *env, int nenv,
         pd->silent = true; //  not tracked as busy: never answer it
     if (evr_track_release(track))
         s_track_finish(self, track);
-    s_arena_reset(&self->arena);
+    evr_arena_reset(&self->arena);
 }
 
 //  Receive one multipart message: envelope frames and the last frame.

@@ -2,9 +2,10 @@
 
     Any input must parse or fail cleanly with a one-line reason. A parsed
     spec's canonical form must parse again to the same canonical form,
-    match key, transport and port (a rabbitmq re-parse gets the default
-    password, since the canonical form hides it), and a dup must equal the
-    original, password and children included; abort() otherwise.
+    match key, transport, port and evid: flag (a rabbitmq re-parse gets
+    the default password, since the canonical form hides it), and a dup
+    must equal the original, password and children included; abort()
+    otherwise.
 */
 #include <stddef.h>
 #include <stdint.h>
@@ -46,6 +47,7 @@ static void s_check_copy(const evr_sockspec_t *spec, const evr_sockspec_t *copy)
         evr_sockspec_persistent(spec) != evr_sockspec_persistent(copy) ||
         evr_sockspec_zmq_pub(spec) != evr_sockspec_zmq_pub(copy) ||
         evr_sockspec_tls(spec) != evr_sockspec_tls(copy) ||
+        evr_sockspec_event_id(spec) != evr_sockspec_event_id(copy) ||
         evr_sockspec_policy(spec) != evr_sockspec_policy(copy) ||
         evr_sockspec_child_count(spec) != evr_sockspec_child_count(copy))
         s_fail(spec, "dup differs");
@@ -106,6 +108,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         strcmp(evr_sockspec_transport_name(spec),
                evr_sockspec_transport_name(again)) != 0 ||
         evr_sockspec_port(spec) != evr_sockspec_port(again) ||
+        evr_sockspec_event_id(spec) != evr_sockspec_event_id(again) ||
         evr_sockspec_child_count(spec) != evr_sockspec_child_count(again)) {
         fprintf(stderr, "canonical '%s' re-parses to '%s'\n",
                 evr_sockspec_canonical(spec), evr_sockspec_canonical(again));
