@@ -975,16 +975,15 @@ static int s_zmq_open(s_bench_t *bench, s_sink_t *sink)
     return 0;
 }
 
-//  --------------------------------------------------------------------------
-//  zmq: receive one message and count it.
+//  Count a payload of len bytes zmq_recv left in bufs[0] (len < 0: the
+//  receive failed; a timeout is not an error).
 
-static int s_zmq_recv(s_sink_t *self)
+static int s_zmq_count(s_sink_t *self, int len, const char *what)
 {
-    int len = zmq_recv(self->zsock, self->bufs[0], S_SINK_DGRAM, 0);
     if (len < 0) {
         if (zmq_errno() == EAGAIN || zmq_errno() == EINTR)
             return 0; //  timeout (to check stop)
-        fprintf(stderr, "evrelay-bench: zmq sink: %s\n",
+        fprintf(stderr, "evrelay-bench: %s sink: %s\n", what,
                 zmq_strerror(zmq_errno()));
         return -1;
     }
@@ -992,6 +991,15 @@ static int s_zmq_recv(s_sink_t *self)
         len = S_SINK_DGRAM; //  zmq_recv truncated it
     s_sink_count(self, self->bufs[0], (size_t)len, s_mono_us(), s_real_us());
     return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  zmq: receive one message and count it.
+
+static int s_zmq_recv(s_sink_t *self)
+{
+    int len = zmq_recv(self->zsock, self->bufs[0], S_SINK_DGRAM, 0);
+    return s_zmq_count(self, len, "zmq");
 }
 
 //  --------------------------------------------------------------------------
@@ -1080,17 +1088,7 @@ static int s_router_recv(s_sink_t *self)
     int len = zmq_recv(self->zsock, id, sizeof(id), 0);
     if (len >= 0)
         len = zmq_recv(self->zsock, self->bufs[0], S_SINK_DGRAM, 0);
-    if (len < 0) {
-        if (zmq_errno() == EAGAIN || zmq_errno() == EINTR)
-            return 0; //  timeout (to check stop)
-        fprintf(stderr, "evrelay-bench: router sink: %s\n",
-                zmq_strerror(zmq_errno()));
-        return -1;
-    }
-    if (len > S_SINK_DGRAM)
-        len = S_SINK_DGRAM; //  zmq_recv truncated it
-    s_sink_count(self, self->bufs[0], (size_t)len, s_mono_us(), s_real_us());
-    return 0;
+    return s_zmq_count(self, len, "router");
 }
 
 //  --------------------------------------------------------------------------

@@ -29,6 +29,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -60,6 +61,24 @@ def _kill_leftovers():
 
 
 atexit.register(_kill_leftovers)
+
+
+def import_system_module(name):
+    """Import a module Debian packages for its own python3 (python3-zmq,
+    python3-prometheus-client). When the python3 running the test is
+    another one (a pyenv shim, say) without it, the test re-runs itself
+    under /usr/bin/python3."""
+    import importlib
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        system_py = "/usr/bin/python3"
+        if (os.path.exists(system_py) and not os.environ.get("EVR_REEXEC")
+                and os.path.realpath(sys.executable)
+                != os.path.realpath(system_py)):
+            os.environ["EVR_REEXEC"] = "1"
+            os.execv(system_py, [system_py] + sys.argv)
+        raise
 
 
 def require_binaries(*paths):

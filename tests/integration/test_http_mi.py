@@ -23,20 +23,12 @@ import sys
 import time
 import urllib.parse
 
-try:
-    from prometheus_client.parser import text_string_to_metric_families
-except ImportError:
-    _SYSTEM_PY = "/usr/bin/python3"
-    if (os.path.exists(_SYSTEM_PY) and not os.environ.get("EVR_PROM_REEXEC")
-            and os.path.realpath(sys.executable)
-            != os.path.realpath(_SYSTEM_PY)):
-        os.environ["EVR_PROM_REEXEC"] = "1"
-        os.execv(_SYSTEM_PY, [_SYSTEM_PY] + sys.argv)
-    raise
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import evrtest  # noqa: E402
 from evrtest import read_bytes, wait_file, wait_until  # noqa: E402
+
+text_string_to_metric_families = evrtest.import_system_module(
+    "prometheus_client.parser").text_string_to_metric_families
 
 
 def compact(obj):

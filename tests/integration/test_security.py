@@ -15,20 +15,11 @@ import sys
 import tempfile
 import time
 
-try:
-    import zmq
-    import zmq.auth
-except ImportError:
-    _SYSTEM_PY = "/usr/bin/python3"
-    if (os.path.exists(_SYSTEM_PY) and not os.environ.get("EVR_ZMQ_REEXEC")
-            and os.path.realpath(sys.executable)
-            != os.path.realpath(_SYSTEM_PY)):
-        os.environ["EVR_ZMQ_REEXEC"] = "1"
-        os.execv(_SYSTEM_PY, [_SYSTEM_PY] + sys.argv)
-    raise
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import evrtest  # noqa: E402
+
+zmq = evrtest.import_system_module("zmq")
+import zmq.auth  # noqa: E402
 from evrtest import Relay, free_port, wait_until  # noqa: E402
 
 PID = b"security-test-producer"

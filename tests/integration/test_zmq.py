@@ -13,19 +13,10 @@ import os
 import sys
 import time
 
-try:
-    import zmq
-except ImportError:
-    _SYSTEM_PY = "/usr/bin/python3"
-    if (os.path.exists(_SYSTEM_PY) and not os.environ.get("EVR_ZMQ_REEXEC")
-            and os.path.realpath(sys.executable)
-            != os.path.realpath(_SYSTEM_PY)):
-        os.environ["EVR_ZMQ_REEXEC"] = "1"
-        os.execv(_SYSTEM_PY, [_SYSTEM_PY] + sys.argv)
-    raise
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import evrtest  # noqa: E402
+
+zmq = evrtest.import_system_module("zmq")
 
 
 def jsonrpc(event, params=None):
