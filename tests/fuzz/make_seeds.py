@@ -7,34 +7,22 @@
 Each seed is a real, valid input (plus a few near misses that the code
 must refuse), named after what it holds. Run from anywhere; it rewrites
 only the files it names. Needs nothing but the Python standard library:
-the protobuf encoding below follows proto/evrelay.proto by hand.
+the protobuf encoding below follows proto/evrelay.proto by hand, on the
+varints of tests/integration/evrtest.py.
 """
 import json
 import os
 import struct
+import sys
 import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORPUS = os.path.join(HERE, "corpus")
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+from evrtest import _varint as varint, _zigzag as zigzag  # noqa: E402
 
 
 # --- protobuf wire format (proto2, the few types evrelay.proto uses) -------
-
-def varint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def zigzag(n):
-    return (n << 1) ^ (n >> 63)
-
 
 def f_varint(field, n):
     return varint(field << 3) + varint(n)
