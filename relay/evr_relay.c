@@ -843,16 +843,25 @@ static void s_stream_key(char *key, const uint8_t *id, size_t len,
     sprintf(key + len * 2, ":%" PRIu64, epoch);
 }
 
-//  The state of a producer instance (created on demand; the least
-//  recently seen one is forgotten when there are too many). NULL when out
-//  of memory.
-static s_producer_t *s_stream(evr_relay_t *self, const Evrelay__Publish *pub,
-                              int64_t now)
+//  The state of a producer instance, if the relay has one.
+static s_producer_t *s_stream_find(evr_relay_t *self,
+                                   const Evrelay__Publish *pub)
 {
     char key[S_KEY_MAX];
     s_stream_key(key, pub->producer_id.data, pub->producer_id.len, pub->epoch);
-    s_producer_t *p = zhashx_lookup(self->producers, key);
+    return zhashx_lookup(self->producers, key);
+}
+
+//  The state of a producer instance: p (s_stream_find's answer), or one
+//  created now (the least recently seen one is forgotten when there are
+//  too many). NULL when out of memory.
+static s_producer_t *s_stream(evr_relay_t *self, const Evrelay__Publish *pub,
+                              s_producer_t *p, int64_t now)
+{
     if (!p) {
+        char key[S_KEY_MAX];
+        s_stream_key(key, pub->producer_id.data, pub->producer_id.len,
+                     pub->epoch);
         if (zhashx_size(self->producers) >= self->cfg->max_producers) {
             const char *oldest = NULL;
             int64_t oldest_ms = INT64_MAX;
@@ -1156,12 +1165,10 @@ static void s_refuse_frame(evr_relay_t *self, zmq_msg_t *env, int nenv,
 //  in flight (*inflight) over max_inflight_bytes. Never when nothing is in
 //  flight (one batch always fits), nor for a resend that meets a batch
 //  still in progress here (the original's Ack answers it).
-static bool s_inflight_full(evr_relay_t *self, const Evrelay__Publish *pub,
-                            size_t size, size_t *inflight)
+static bool s_inflight_full(evr_relay_t *self, const s_producer_t *p,
+                            const Evrelay__Publish *pub, size_t size,
+                            size_t *inflight)
 {
-    char key[S_KEY_MAX];
-    s_stream_key(key, pub->producer_id.data, pub->producer_id.len, pub->epoch);
-    s_producer_t *p = zhashx_lookup(self->producers, key);
     *inflight = p ? p->inflight : 0;
     if (!p || p->inflight == 0 ||
         p->inflight + size <= self->cfg->max_inflight_bytes)
@@ -1174,7 +1181,8 @@ static bool s_inflight_full(evr_relay_t *self, const Evrelay__Publish *pub,
 //  Why a well-formed Publish (received in payload) is refused as a whole
 //  (counted; the reason written into why), or NULL when it is accepted.
 static const char *s_refusal(evr_relay_t *self, const Evrelay__Publish *pub,
-                             zmq_msg_t *payload, char *why, size_t whylen)
+                             const s_producer_t *stream, zmq_msg_t *payload,
+                             char *why, size_t whylen)
 {
     const evr_config_t *cfg = self->cfg;
     size_t size = zmq_msg_size(payload);
@@ -1190,7 +1198,7 @@ static const char *s_refusal(evr_relay_t *self, const Evrelay__Publish *pub,
         return why;
     }
     if (pub->has_ack_point && pub->ack_point == EVRELAY__ACK_POINT__DELIVERED &&
-        s_inflight_full(self, pub, size, &inflight)) {
+        s_inflight_full(self, stream, pub, size, &inflight)) {
         self->in.refused_inflight++;
         snprintf(why, whylen,
                  "producer has %zu bytes in flight; this batch of %zu bytes "
@@ -1246,14 +1254,17 @@ static void s_on_publish(evr_relay_t *self, zmq_msg_t *env, int nenv,
         return;
     }
     const char *refused = NULL;
+    s_producer_t *known = NULL; //  one lookup per batch
     if (decoded == EVR_DECODE_BAD_VERSION) {
         self->in.bad_version++;
         refused = "unsupported protocol version";
     } else if (decoded == EVR_DECODE_BAD_HEADER) {
         self->in.malformed++;
         refused = "bad producer_id or first_seq";
-    } else
-        refused = s_refusal(self, pub, payload, why, sizeof why);
+    } else {
+        known = s_stream_find(self, pub);
+        refused = s_refusal(self, pub, known, payload, why, sizeof why);
+    }
     if (refused) {
         s_ack(self, env, nenv, pub, 0, 0, NULL, 0, refused);
         evr_arena_reset(&self->arena);
@@ -1271,7 +1282,7 @@ static void s_on_publish(evr_relay_t *self, zmq_msg_t *env, int nenv,
         return;
     }
     int64_t now = evr_relay_now_ms();
-    s_producer_t *stream = s_stream(self, pub, now);
+    s_producer_t *stream = s_stream(self, pub, known, now);
     evr_dedup_t *window = stream ? stream->window : NULL;
     uint32_t dups = 0;
     bool held = false;
