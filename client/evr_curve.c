@@ -30,6 +30,18 @@ int evr_curve_server_key(const char *arg, char *key, char *err, size_t errlen)
     return 0;
 }
 
+//  Make sock a CURVE client presenting mine to server_z85.
+int evr_curve_apply(void *sock, zcert_t *mine, const char *server_z85)
+{
+    return zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, server_z85, 40) ||
+                   zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY,
+                                  zcert_public_txt(mine), 40) ||
+                   zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY,
+                                  zcert_secret_txt(mine), 40)
+               ? -1
+               : 0;
+}
+
 //  Make sock a CURVE client.
 int evr_curve_client(void *sock, const char *cert, const char *server,
                      char *err, size_t errlen)
@@ -42,10 +54,7 @@ int evr_curve_client(void *sock, const char *cert, const char *server,
         snprintf(err, errlen, "cannot load the certificate %s", cert);
         return -1;
     }
-    int rc =
-        zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, key, 40) ||
-        zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, zcert_public_txt(mine), 40) ||
-        zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, zcert_secret_txt(mine), 40);
+    int rc = evr_curve_apply(sock, mine, key);
     bool secret_missing = !strcmp(zcert_secret_txt(mine),
                                   "0000000000000000000000000000000000000000");
     zcert_destroy(&mine);

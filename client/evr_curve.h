@@ -9,11 +9,16 @@
 #ifndef EVR_CURVE_H_INCLUDED
 #define EVR_CURVE_H_INCLUDED
 
+#include <czmq.h>
 #include <stddef.h>
 
 //  Resolve a server key argument (Z85 text, or a certificate file) into
 //  key[41]. Returns 0, or -1 with a reason in err.
 int evr_curve_server_key(const char *arg, char *key, char *err, size_t errlen);
+
+//  Make sock a CURVE client presenting mine (its secret key loaded) to the
+//  server whose public key is server_z85 (40 characters). Returns 0 or -1.
+int evr_curve_apply(void *sock, zcert_t *mine, const char *server_z85);
 
 //  Make sock a CURVE client: cert is the client's secret certificate file,
 //  server a server key argument (see evr_curve_server_key). Call before

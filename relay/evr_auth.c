@@ -8,6 +8,7 @@
     Certificates are read with czmq's zcert.
 */
 #include "evr_auth.h"
+#include "evr_curve.h"
 #include "evr_policy.h"
 #include "evr_zap.h"
 
@@ -435,13 +436,7 @@ int evr_auth_client(evr_auth_t *self, void *sock, const char *server_key)
     if (!server_key || strlen(server_key) != 40 ||
         !zmq_z85_decode(server, server_key))
         return -1;
-    if (zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, server, 32) ||
-        zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, zcert_public_key(self->cert),
-                       32) ||
-        zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, zcert_secret_key(self->cert),
-                       32))
-        return -1;
-    return 0;
+    return evr_curve_apply(sock, self->cert, server_key);
 }
 
 //  The public key of the certificate naming endpoint.
