@@ -5,7 +5,8 @@ against real UDP and unix datagram listeners and real files. Binaries come
 from $EVR_BUILD_DIR (default: <repo>/build).
 
 What is here:
-  free_ports(n)        distinct free TCP (or UDP) ports on 127.0.0.1
+  free_ports(n)        distinct free TCP (or UDP) ports on 127.0.0.1, below
+                       the ephemeral range, reserved for this process
   Relay                one evrelayd process: start, wait until it answers,
                        control commands through evrelayctl, stop by PID,
                        kill (SIGKILL) and restart on the same ports
@@ -22,8 +23,10 @@ Python 3 standard library only.
 """
 
 import atexit
+import fcntl
 import json as jsonlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -93,19 +96,73 @@ def require_binaries(*paths):
 # Small utilities
 
 
-def free_ports(n=1, kind=socket.SOCK_STREAM, family=socket.AF_INET):
-    """n distinct free ports: bind them all at once to port 0, then close."""
-    host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
-    socks = []
+# Ports handed to child processes come from below the kernel's ephemeral
+# range: a port picked by bind(port 0) can be taken again by any outgoing
+# connection on the machine before the child binds it. Each port is also
+# reserved with a lock file for the life of this process, so the test
+# processes ctest runs side by side never pick the same one.
+_PORT_LOCK_DIR = os.path.join(tempfile.gettempdir(), "evrtest-ports")
+_HELD_PORTS = []
+_RNG = random.SystemRandom()
+
+
+def _port_range():
+    """[low, high) for test ports: under the ephemeral range, at most
+    [20000, 32768)."""
+    high = 32768
     try:
-        for _ in range(n):
-            s = socket.socket(family, kind)
-            s.bind((host, 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            high = min(high, int(f.read().split()[0]))
+    except (OSError, ValueError, IndexError):
+        pass
+    low = 20000 if high > 21000 else 10000
+    return low, high
+
+
+def _reserve(port):
+    """Take the lock file of a port for this process; False if another
+    process (or an earlier call here) holds it."""
+    os.makedirs(_PORT_LOCK_DIR, mode=0o1777, exist_ok=True)
+    fd = os.open(os.path.join(_PORT_LOCK_DIR, str(port)),
+                 os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return False
+    _HELD_PORTS.append(fd)
+    return True
+
+
+def _bindable(port, kind, family):
+    """True when port can be bound now, on loopback, as kind and family."""
+    host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
+    with socket.socket(family, kind) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_base(offsets, kind=socket.SOCK_STREAM, family=socket.AF_INET):
+    """A base port such that base + o is free and reserved for every o in
+    offsets."""
+    low, high = _port_range()
+    span = max(offsets) + 1
+    for _ in range(1000):
+        base = _RNG.randrange(low, high - span)
+        ports = [base + o for o in offsets]
+        if all(_bindable(p, kind, family) for p in ports) and \
+                all(_reserve(p) for p in ports):
+            return base
+    raise RuntimeError("no free port block of %d in [%d, %d)"
+                       % (span, low, high))
+
+
+def free_ports(n=1, kind=socket.SOCK_STREAM, family=socket.AF_INET):
+    """n distinct free ports on loopback, reserved for this process."""
+    return [free_port_base([0], kind, family) for _ in range(n)]
 
 
 def free_port(kind=socket.SOCK_STREAM, family=socket.AF_INET):

@@ -325,24 +325,8 @@ class ClusterTest(RelayTestCase):
         """deploy/evrelay-cluster.sh: N relays up and joined, status,
         subscriptions kept across stop and start, stop."""
         script = os.path.join(evrtest.REPO, "deploy", "evrelay-cluster.sh")
-        base = None
-        for _ in range(50):
-            cand = random.randrange(20000, 60000, 10)
-            try:
-                socks = []
-                for i in range(3):
-                    for k in range(3):
-                        s = socket.socket()
-                        socks.append(s)
-                        s.bind(("127.0.0.1", cand + 10 * i + k))
-                base = cand
-                break
-            except OSError:
-                continue
-            finally:
-                for s in socks:
-                    s.close()
-        self.assertIsNotNone(base)
+        base = evrtest.free_port_base([10 * i + k for i in range(3)
+                                       for k in range(3)])
         env = dict(os.environ, EVR_CLUSTER_DIR=self.tempdir(),
                    EVRELAYD=evrtest.EVRELAYD, EVRELAYCTL=evrtest.EVRELAYCTL,
                    EVR_CLUSTER_ARGS="--workers 1")
