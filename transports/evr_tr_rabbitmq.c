@@ -21,20 +21,22 @@
     when its ack arrives. So a virtual FAILOVER
     moves an event on when the broker did not take it (OpenSIPS #1510).
 
-    Blocking, and how long: librabbitmq 0.11 has blocking calls only.
-    Connecting (TCP connect with amqp_socket_open_noblock, amqp_login with
-    the [rabbitmq] heartbeat, channel.open, confirm.select) runs in the
-    worker with ONE deadline of [relay] connect_timeout_ms for the whole
-    sequence (connect timeout, then the handshake and RPC timeouts set to
-    what is left), so a connect attempt, failed or not, occupies this
-    worker for at most connect_timeout_ms, plus name resolution when the
-    host is a name rather than an address (getaddrinfo cannot be bounded).
-    Attempts are spaced by exponential back-off (EVR_DEFAULT_RECONNECT_MIN_MS
-    doubling to EVR_DEFAULT_RECONNECT_MAX_MS; back to the minimum after a
-    confirm, or when a lost connection had been up for twice the maximum),
-    so a dead broker costs the worker one bounded attempt per back-off
-    period (OpenSIPS #1836). Connections are made only while deliveries
-    wait: an idle target does not reconnect until its next event.
+    Connecting never blocks the worker. librabbitmq 0.11 has blocking calls
+    only, so each connect attempt (name lookup, TCP connect with
+    amqp_socket_open_noblock, amqp_login with the [rabbitmq] heartbeat,
+    channel.open, confirm.select) runs on a short-lived thread of its own
+    with ONE deadline of [relay] connect_timeout_ms for the whole sequence
+    (plus the name lookup, which getaddrinfo cannot bound). The worker
+    polls an eventfd for the end of the attempt and adopts the connection;
+    its other targets are served meanwhile. While an attempt runs, a
+    virtual child's deliveries wait for it (a FAILOVER does not skip a
+    child that is only connecting). Attempts are spaced by exponential
+    back-off (EVR_DEFAULT_RECONNECT_MIN_MS doubling to
+    EVR_DEFAULT_RECONNECT_MAX_MS; back to the minimum after a confirm, or
+    when a lost connection had been up for twice the maximum), so a dead
+    broker costs one attempt per back-off period (OpenSIPS #1836).
+    Connections are made only while deliveries wait: an idle target does
+    not reconnect until its next event.
 
     Once the channel is in confirm mode, librabbitmq never touches the
     socket again: its writes poll for POLLOUT with no deadline
@@ -78,10 +80,14 @@
 #include <czmq.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 //  Publishes waiting for their confirm, per connection.
 #define S_WINDOW 1024
@@ -135,7 +141,8 @@ typedef struct {
     s_content_t content;
     uint64_t content_left;
     bool warned_return; //  one log line per connection for returns
-    //  Reconnecting.
+    //  Reconnecting: the attempt in progress, or NULL.
+    struct s_job_t *job;
     int64_t reconnect_at_us;
     int backoff_ms;
     char last_error[192]; //  the last reason logged, not to repeat it
@@ -481,74 +488,6 @@ static void s_lost_errno(evr_target_t *t, const char *what)
     s_lost(t, why, 0);
 }
 
-//  Connect, log in, open channel 1 and put it in confirm mode, all within
-//  connect_timeout_ms. Returns 0, or -1 (logged, back-off scheduled).
-static int s_connect(evr_target_t *t)
-{
-    s_state_t *st = evr_target_state(t);
-    const evr_target_opts_t *opts = evr_target_opts(t);
-    int64_t deadline_us =
-        zclock_usecs() + (int64_t)opts->connect_timeout_ms * 1000;
-    char why[192] = "connect: timed out";
-    struct timeval tv;
-    amqp_connection_state_t conn = amqp_new_connection();
-    amqp_socket_t *sock = conn ? amqp_tcp_socket_new(conn) : NULL;
-    if (!sock) {
-        snprintf(why, sizeof why, "connect: out of memory");
-        goto failed;
-    }
-    if (s_time_left(deadline_us, &tv))
-        goto failed;
-    int rc = amqp_socket_open_noblock(sock, st->host, st->port, &tv);
-    if (rc != AMQP_STATUS_OK) {
-        snprintf(why, sizeof why, "connect: %s", amqp_error_string2(rc));
-        goto failed;
-    }
-    if (s_time_left(deadline_us, &tv))
-        goto failed;
-    amqp_set_handshake_timeout(conn, &tv);
-    amqp_rpc_reply_t r = amqp_login(
-        conn, st->vhost, 0, AMQP_DEFAULT_FRAME_SIZE, opts->amqp_heartbeat_s,
-        AMQP_SASL_METHOD_PLAIN, st->user, st->password);
-    if (s_reply_error(r, "login", why, sizeof why))
-        goto failed;
-    if (s_time_left(deadline_us, &tv))
-        goto failed;
-    amqp_set_rpc_timeout(conn, &tv);
-    amqp_channel_open(conn, S_CHANNEL);
-    if (s_reply_error(amqp_get_rpc_reply(conn), "channel.open", why,
-                      sizeof why))
-        goto failed;
-    if (s_time_left(deadline_us, &tv))
-        goto failed;
-    amqp_set_rpc_timeout(conn, &tv);
-    amqp_confirm_select(conn, S_CHANNEL);
-    if (s_reply_error(amqp_get_rpc_reply(conn), "confirm.select", why,
-                      sizeof why))
-        goto failed;
-
-    int64_t now_us = zclock_usecs();
-    st->conn = conn;
-    st->fd = amqp_get_sockfd(conn);
-    st->heartbeat_s = amqp_get_heartbeat(conn);
-    int frame_max = amqp_get_frame_max(conn);
-    st->body_max = frame_max > 4096 ? (size_t)frame_max - 8 : 4096 - 8;
-    st->next_tag = 1;
-    st->last_sent_us = st->last_recv_us = st->connected_us = now_us;
-    st->warned_return = false;
-    st->last_error[0] = 0;
-    zsys_info("%s: connected (heartbeat %d s)", evr_target_socket(t),
-              st->heartbeat_s);
-    return 0;
-
-failed:
-    if (conn)
-        amqp_destroy_connection(conn);
-    s_warn(t, why);
-    s_backoff(st);
-    return -1;
-}
-
 //  --- reading -------------------------------------------------------------
 
 //  Handle one frame from the broker. Returns 0, or -1 when the connection
@@ -765,6 +704,180 @@ static int s_publish(evr_target_t *t, int64_t now_us)
     return 0;
 }
 
+//  --- connecting, on a thread of its own -----------------------------------
+
+//  One connect attempt. librabbitmq's handshake only blocks, so it runs on
+//  a short-lived thread of its own while the worker goes on with its other
+//  targets; the worker polls done_fd and adopts the connection. The
+//  worker may let an attempt go (unsubscribe, shutdown) while it runs:
+//  whichever side lets go last frees the job.
+typedef struct s_job_t {
+    char *host, *user, *password, *vhost; //  copies: the target may go
+    int port, heartbeat_s, timeout_ms;
+    amqp_connection_state_t conn; //  the result, NULL when it failed
+    char why[192];                //  why it failed
+    int done_fd;                  //  an eventfd, readable once done
+    atomic_bool done;             //  the result is there to read
+    atomic_int refs;              //  2 while both sides hold it
+} s_job_t;
+
+//  Let go of the job; the last side frees it (and a connection nobody
+//  adopted).
+static void s_job_release(s_job_t **self_p)
+{
+    s_job_t *self = *self_p;
+    *self_p = NULL;
+    if (!self ||
+        atomic_fetch_sub_explicit(&self->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    if (self->conn)
+        amqp_destroy_connection(self->conn);
+    if (self->done_fd >= 0)
+        close(self->done_fd);
+    free(self->host);
+    free(self->user);
+    free(self->password);
+    free(self->vhost);
+    free(self);
+}
+
+//  The attempt: connect, log in, open channel 1 and put it in confirm
+//  mode, all within timeout_ms (plus the name lookup, which cannot be
+//  bounded). Leaves the connection or the reason in the job.
+static void s_job_handshake(s_job_t *job)
+{
+    int64_t deadline_us = zclock_usecs() + (int64_t)job->timeout_ms * 1000;
+    char *why = job->why;
+    size_t whylen = sizeof job->why;
+    snprintf(why, whylen, "connect: timed out");
+    struct timeval tv;
+    amqp_connection_state_t conn = amqp_new_connection();
+    amqp_socket_t *sock = conn ? amqp_tcp_socket_new(conn) : NULL;
+    if (!sock) {
+        snprintf(why, whylen, "connect: out of memory");
+        goto failed;
+    }
+    if (s_time_left(deadline_us, &tv))
+        goto failed;
+    int rc = amqp_socket_open_noblock(sock, job->host, job->port, &tv);
+    if (rc != AMQP_STATUS_OK) {
+        snprintf(why, whylen, "connect: %s", amqp_error_string2(rc));
+        goto failed;
+    }
+    if (s_time_left(deadline_us, &tv))
+        goto failed;
+    amqp_set_handshake_timeout(conn, &tv);
+    amqp_rpc_reply_t r = amqp_login(
+        conn, job->vhost, 0, AMQP_DEFAULT_FRAME_SIZE, job->heartbeat_s,
+        AMQP_SASL_METHOD_PLAIN, job->user, job->password);
+    if (s_reply_error(r, "login", why, whylen))
+        goto failed;
+    if (s_time_left(deadline_us, &tv))
+        goto failed;
+    amqp_set_rpc_timeout(conn, &tv);
+    amqp_channel_open(conn, S_CHANNEL);
+    if (s_reply_error(amqp_get_rpc_reply(conn), "channel.open", why, whylen))
+        goto failed;
+    if (s_time_left(deadline_us, &tv))
+        goto failed;
+    amqp_set_rpc_timeout(conn, &tv);
+    amqp_confirm_select(conn, S_CHANNEL);
+    if (s_reply_error(amqp_get_rpc_reply(conn), "confirm.select", why, whylen))
+        goto failed;
+    job->conn = conn;
+    return;
+
+failed:
+    if (conn)
+        amqp_destroy_connection(conn);
+}
+
+//  The attempt's thread: hand-shake, tell the worker, let go.
+static void *s_job_run(void *arg)
+{
+    s_job_t *job = arg;
+    s_job_handshake(job);
+    atomic_store_explicit(&job->done, true, memory_order_release);
+    uint64_t one = 1;
+    if (write(job->done_fd, &one, sizeof one) != sizeof one)
+        zsys_error("rabbitmq: cannot signal a finished connect");
+    s_job_release(&job);
+    return NULL;
+}
+
+//  Start a connect attempt on its own thread. Returns 0, or -1 (logged,
+//  back-off scheduled) when it could not start.
+static int s_connect(evr_target_t *t)
+{
+    s_state_t *st = evr_target_state(t);
+    const evr_target_opts_t *opts = evr_target_opts(t);
+    s_job_t *job = calloc(1, sizeof *job);
+    if (job) {
+        job->done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        job->host = strdup(st->host);
+        job->user = strdup(st->user);
+        job->password = strdup(st->password);
+        job->vhost = strdup(st->vhost);
+        job->port = st->port;
+        job->heartbeat_s = opts->amqp_heartbeat_s;
+        job->timeout_ms = opts->connect_timeout_ms;
+        atomic_init(&job->refs, 2);
+    }
+    pthread_attr_t attr;
+    pthread_t thread;
+    if (job && job->done_fd >= 0 && job->host && job->user && job->password &&
+        job->vhost && pthread_attr_init(&attr) == 0) {
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        int rc = pthread_create(&thread, &attr, s_job_run, job);
+        pthread_attr_destroy(&attr);
+        if (rc == 0) {
+            st->job = job;
+            return 0;
+        }
+    }
+    if (job)
+        atomic_init(&job->refs, 1);
+    s_job_release(&job);
+    s_warn(t, "connect: cannot start an attempt (out of resources)");
+    s_backoff(st);
+    return -1;
+}
+
+//  The attempt in progress finished: adopt its connection and publish, or
+//  log why it failed and back off. Nothing to do while it still runs.
+static void s_connect_done(evr_target_t *t)
+{
+    s_state_t *st = evr_target_state(t);
+    s_job_t *job = st->job;
+    if (!atomic_load_explicit(&job->done, memory_order_acquire))
+        return;
+    st->job = NULL;
+    amqp_connection_state_t conn = job->conn;
+    job->conn = NULL;
+    if (!conn) {
+        s_warn(t, job->why);
+        s_job_release(&job);
+        s_backoff(st);
+        s_fail_waiting_children(t);
+        return;
+    }
+    s_job_release(&job);
+    int64_t now_us = zclock_usecs();
+    st->conn = conn;
+    st->fd = amqp_get_sockfd(conn);
+    st->heartbeat_s = amqp_get_heartbeat(conn);
+    int frame_max = amqp_get_frame_max(conn);
+    st->body_max = frame_max > 4096 ? (size_t)frame_max - 8 : 4096 - 8;
+    st->next_tag = 1;
+    st->last_sent_us = st->last_recv_us = st->connected_us = now_us;
+    st->warned_return = false;
+    st->last_error[0] = 0;
+    zsys_info("%s: connected (heartbeat %d s)", evr_target_socket(t),
+              st->heartbeat_s);
+    if (s_drain_library(t) == 0)
+        s_publish(t, now_us);
+}
+
 //  --- transport functions -------------------------------------------------
 
 //  Check the socket's parts and prepare the state; no network I/O.
@@ -820,6 +933,7 @@ static void s_close(evr_target_t *t)
     s_state_t *st = evr_target_state(t);
     if (!st)
         return;
+    s_job_release(&st->job);
     s_disconnect(st, AMQP_CONNECTION_CLOSE_METHOD);
     for (size_t i = 0; st->flight && i < st->count; i++) {
         s_flight_t *f = s_flight(st, i);
@@ -836,21 +950,27 @@ static void s_flush(evr_target_t *t, int64_t now_us)
 {
     s_state_t *st = evr_target_state(t);
     if (!st->conn) {
-        if (now_us < st->reconnect_at_us || s_connect(t) ||
-            s_drain_library(t)) {
+        //  a child's deliveries wait for an attempt in progress, and fail
+        //  at once while the target backs off
+        if (!st->job && (now_us < st->reconnect_at_us || s_connect(t)))
             s_fail_waiting_children(t);
-            return;
-        }
-        now_us = zclock_usecs();
+        return;
     }
     s_publish(t, now_us);
 }
 
-//  Watch the socket: always for input, for output while frames wait.
+//  Watch the connect attempt in progress, or the socket: always for
+//  input, for output while frames wait.
 static int s_poll_items(evr_target_t *t, zmq_pollitem_t *items, int max)
 {
     s_state_t *st = evr_target_state(t);
-    if (!st->conn || max < 1)
+    if (max < 1)
+        return 0;
+    if (st->job) {
+        items[0] = (zmq_pollitem_t){NULL, st->job->done_fd, ZMQ_POLLIN, 0};
+        return 1;
+    }
+    if (!st->conn)
         return 0;
     short events = ZMQ_POLLIN;
     if (st->out_off < st->out_len)
@@ -859,12 +979,22 @@ static int s_poll_items(evr_target_t *t, zmq_pollitem_t *items, int max)
     return 1;
 }
 
-//  The socket is readable or writable: read confirms, write frames.
+//  The connect attempt finished, or the socket is readable or writable:
+//  read confirms, write frames.
 static void s_on_poll(evr_target_t *t, zmq_pollitem_t *items, int n,
                       int64_t now_us)
 {
     s_state_t *st = evr_target_state(t);
-    if (!st->conn || n < 1)
+    if (n < 1)
+        return;
+    if (st->job) {
+        uint64_t count;
+        if (read(st->job->done_fd, &count, sizeof count) < 0 && errno != EAGAIN)
+            zsys_error("rabbitmq: eventfd: %s", strerror(errno));
+        s_connect_done(t);
+        return;
+    }
+    if (!st->conn)
         return;
     short revents = items[0].revents;
     if ((revents & ZMQ_POLLOUT) && s_write(st, now_us)) {
@@ -881,7 +1011,8 @@ static int64_t s_next_timer(evr_target_t *t)
 {
     s_state_t *st = evr_target_state(t);
     if (!st->conn)
-        return evr_target_queued(t) ? st->reconnect_at_us : INT64_MAX;
+        return !st->job && evr_target_queued(t) ? st->reconnect_at_us
+                                                : INT64_MAX;
     int64_t next = INT64_MAX;
     if (st->count)
         next = s_flight(st, 0)->d.t_us + S_CONFIRM_TIMEOUT_US;
@@ -901,10 +1032,10 @@ static void s_on_timer(evr_target_t *t, int64_t now_us)
 {
     s_state_t *st = evr_target_state(t);
     if (!st->conn) {
-        if (evr_target_queued(t) && now_us >= st->reconnect_at_us &&
-            (s_connect(t) || s_drain_library(t)))
+        if (!st->job && evr_target_queued(t) && now_us >= st->reconnect_at_us &&
+            s_connect(t))
             s_fail_waiting_children(t);
-        return; //  the worker flushes the queue next
+        return;
     }
     if (st->count && now_us - s_flight(st, 0)->d.t_us >= S_CONFIRM_TIMEOUT_US) {
         s_lost(t, "no publisher confirm within 10 s",
@@ -927,17 +1058,19 @@ static void s_on_timer(evr_target_t *t, int64_t now_us)
     }
 }
 
-//  Needs the reactor while connected (heartbeats, confirms).
+//  Needs the reactor while connecting or connected (heartbeats,
+//  confirms).
 static bool s_busy(evr_target_t *t)
 {
     s_state_t *st = evr_target_state(t);
-    return st->conn != NULL || st->count > 0;
+    return st->conn != NULL || st->count > 0 || st->job != NULL;
 }
 
 //  Shutdown or unsubscribed: fail what is in flight and close.
 static void s_abort(evr_target_t *t)
 {
     s_state_t *st = evr_target_state(t);
+    s_job_release(&st->job);
     s_disconnect(st, AMQP_CONNECTION_CLOSE_METHOD);
     s_fail_inflight(t);
     st->reconnect_at_us = 0;

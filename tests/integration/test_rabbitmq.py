@@ -14,6 +14,7 @@ standard library has no AMQP client).
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -315,6 +316,52 @@ class RabbitMQ(evrtest.RelayTestCase):
         r.raise_event("E_BL", {"n": 6})
         t = self.wait_outcomes(r, socket, 7, timeout=20.0)
         self.assertEqual(t["delivered"], 2)
+
+    def silent_broker(self):
+        """A TCP port that takes connections (the kernel's backlog) and
+        never answers: the AMQP handshake hangs until connect_timeout_ms."""
+        lsock = socket.socket()
+        self.addCleanup(lsock.close)
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(16)
+        return lsock.getsockname()[1]
+
+    def test_silent_broker_does_not_block_the_worker(self):
+        #  the connect attempt runs on its own thread: a udp target on the
+        #  same (only) worker gets each event at once, not after the 6 s
+        #  the hanging handshake takes
+        silent = self.silent_broker()
+        sink = self.udp_sink()
+        r = self.relay(config="[relay]\nconnect_timeout_ms = 6000\n",
+                       workers=1)
+        r.subscribe("E_SIL", self.spec("q_silent", port=silent))
+        r.subscribe("E_SIL", sink.spec)
+        for i in range(5):
+            t0 = time.monotonic()
+            r.raise_event("E_SIL", {"n": i})
+            sink.wait_one(timeout=10.0)
+            self.assertLess(time.monotonic() - t0, 2.5,
+                            "event %d waited for the rabbitmq connect" % i)
+        evrtest.wait_until(lambda: "login" in r.log() or
+                           "timed out" in r.log(), timeout=20.0,
+                           what="the failed attempt logged")
+
+    def test_failover_silent_broker_to_live(self):
+        #  a child whose attempt is in progress holds its events until the
+        #  attempt fails, then FAILOVER moves them on: none lost
+        self.queue("q_fo_sil")
+        silent = self.silent_broker()
+        r = self.relay(config=CONFIG)
+        spec = "virtual:FAILOVER %s %s" % (
+            self.spec("q_fo_sil", port=silent), self.spec("q_fo_sil"))
+        r.subscribe("E_FO_SIL", spec)
+        socket = self.canonical(r, "E_FO_SIL")
+        n = 20
+        self.blast(r, "E_FO_SIL", n)
+        t = self.wait_outcomes(r, socket, n)
+        self.assertEqual((t["delivered"], t["failed"]), (n, 0))
+        got = self.consume("q_fo_sil", n + 1, timeout_ms=3000)
+        self.assertEqual(len(got), n)
 
     # ---- (5) FAILOVER --------------------------------------------------
 
