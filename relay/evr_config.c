@@ -183,6 +183,8 @@ void evr_config_destroy(evr_config_t **self_p)
     free(self->operators);
     free(self->peer_keys);
     free(self->backends);
+    free(self->http_cert);
+    free(self->http_key);
     s_free_list(self->peers);
     s_free_list(self->catalogue);
     evr_policy_destroy(&self->policy);
@@ -352,6 +354,8 @@ static char **s_security_slot(evr_config_t *self, const char *key)
            : !strcmp(key, "operators") ? &self->operators
            : !strcmp(key, "peers")     ? &self->peer_keys
            : !strcmp(key, "backends")  ? &self->backends
+           : !strcmp(key, "http_cert") ? &self->http_cert
+           : !strcmp(key, "http_key")  ? &self->http_key
                                        : NULL;
 }
 
@@ -475,6 +479,8 @@ static const char *s_usage =
     "      --http ADDR:PORT  serve MI (POST /mi), GET /metrics and GET "
     "/health\n"
     "                        e.g. 127.0.0.1:8888 or [::1]:8888 (default off)\n"
+    "      --http-cert FILE  serve HTTPS with this PEM certificate (chain)\n"
+    "      --http-key FILE   and this PEM key (unencrypted)\n"
     "  -s, --subscribe EVENT=SOCKET  a permanent subscription (repeatable)\n"
     "                        (local to this relay, never replicated)\n"
     "      --cluster EP      join a relay cluster: where peers reach this\n"
@@ -522,6 +528,8 @@ int evr_config_args(evr_config_t *self, int argc, char **argv, char *err,
         {"peer-keys", required_argument, 0, 'q'},
         {"backend-keys", required_argument, 0, 'b'},
         {"insecure", no_argument, 0, 'I'},
+        {"http-cert", required_argument, 0, 'T'},
+        {"http-key", required_argument, 0, 'Y'},
         {0, 0, 0, 0}};
     const char *shortopts = "c:i:C:w:s:vhV";
     //  Pass 1: the config file, so flags override it.
@@ -589,10 +597,14 @@ int evr_config_args(evr_config_t *self, int argc, char **argv, char *err,
             case 'o':
             case 'q':
             case 'b':
+            case 'T':
+            case 'Y':
                 if (s_set_opt(s_security_slot(self, c == 'k'   ? "cert"
                                                     : c == 'p' ? "producers"
                                                     : c == 'o' ? "operators"
                                                     : c == 'q' ? "peers"
+                                                    : c == 'T' ? "http_cert"
+                                                    : c == 'Y' ? "http_key"
                                                                : "backends"),
                               optarg)) {
                     snprintf(err, errlen, "out of memory");

@@ -73,6 +73,8 @@ typedef struct {
     char *operators; //  directory of operator public certificates (control)
     char *peer_keys; //  directory of peer relay public certificates
     char *backends;  //  directory of zmq subscribers' public certificates
+    char *http_cert; //  PEM certificate for HTTPS on the HTTP face; NULL = off
+    char *http_key;  //  its PEM key
     //  [policy], [allow], [http_auth]: who may do what, where
     //  subscriptions may point, HTTP credentials (never NULL)
     evr_policy_rules_t *policy;

@@ -54,6 +54,7 @@ struct _evr_http_t {
     bool auth;                        //  credentials are configured
     uint64_t unauthorized;            //  atomic: 401 answers
     uint64_t too_large;               //  atomic: bodies over max_body (413)
+    char *tls_cert, *tls_key;         //  PEM text for HTTPS, or NULL
 };
 
 //  Where a request goes.
@@ -569,26 +570,62 @@ static int s_listen(const char *listen_at, bool *ipv6, bool *loopback,
     return fd;
 }
 
-//  Bind listen and start serving.
-evr_http_t *evr_http_new(const char *listen, void *zmq_ctx,
-                         const char *core_endpoint, size_t max_body,
-                         const evr_policy_rules_t *policy, bool insecure,
-                         char *err, size_t errlen)
+//  Read a PEM file (at most 1 MiB) into a string. NULL with a reason in
+//  err on failure.
+static char *s_read_pem(const char *path, const char *what, char *err,
+                        size_t errlen)
 {
+    errno = 0;
+    zchunk_t *chunk = zchunk_slurp(path, 1 << 20);
+    size_t size = chunk ? zchunk_size(chunk) : 0;
+    char *text = size ? malloc(size + 1) : NULL;
+    if (text) {
+        memcpy(text, zchunk_data(chunk), size);
+        text[size] = 0;
+    }
+    zchunk_destroy(&chunk);
+    if (!text || !strstr(text, "-----BEGIN ")) {
+        snprintf(err, errlen, "http: cannot read the TLS %s %s: %s", what, path,
+                 !size && errno ? strerror(errno) : "not a PEM file");
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+//  Bind listen and start serving.
+evr_http_t *evr_http_new(const evr_http_opts_t *opts, void *zmq_ctx,
+                         const char *core_endpoint, char *err, size_t errlen)
+{
+    const char *listen = opts->listen;
     evr_http_t *self = calloc(1, sizeof *self);
     if (!self) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    self->policy = policy;
-    self->auth = evr_policy_credentials(policy, true) ||
-                 evr_policy_credentials(policy, false);
+    if (!opts->tls_cert != !opts->tls_key) {
+        snprintf(err, errlen,
+                 "http: TLS needs both a certificate "
+                 "(http_cert) and its key (http_key)");
+        evr_http_destroy(&self);
+        return NULL;
+    }
+    if (opts->tls_cert &&
+        (!(self->tls_cert =
+               s_read_pem(opts->tls_cert, "certificate", err, errlen)) ||
+         !(self->tls_key = s_read_pem(opts->tls_key, "key", err, errlen)))) {
+        evr_http_destroy(&self);
+        return NULL;
+    }
+    self->policy = opts->policy;
+    self->auth = evr_policy_credentials(self->policy, true) ||
+                 evr_policy_credentials(self->policy, false);
     if (self->auth && sodium_init() < 0) {
         snprintf(err, errlen, "http: cannot initialise libsodium");
         evr_http_destroy(&self);
         return NULL;
     }
-    self->max_body = max_body;
+    self->max_body = opts->max_body;
     self->timeout_ms = EVR_DEFAULT_HTTP_CORE_TIMEOUT_MS;
     self->core = zmq_socket(zmq_ctx, ZMQ_DEALER);
     int linger = 0;
@@ -610,7 +647,7 @@ evr_http_t *evr_http_new(const char *listen, void *zmq_ctx,
         evr_http_destroy(&self);
         return NULL;
     }
-    if (!loopback && !self->auth && !insecure) {
+    if (!loopback && !self->auth && !opts->insecure) {
         snprintf(err, errlen,
                  "http: %s is not a loopback address and [http_auth] has no "
                  "credentials: add credentials, bind to loopback, or start "
@@ -624,29 +661,42 @@ evr_http_t *evr_http_new(const char *listen, void *zmq_ctx,
         zsys_warning("http: %s is beyond loopback and has no credentials "
                      "(--insecure): whoever reaches it acts as operator '%s'",
                      listen, EVR_POLICY_LOCAL);
+    if (!loopback && self->auth && !self->tls_cert)
+        zsys_warning("http: %s is beyond loopback without TLS: credentials "
+                     "and events cross the network in clear (set "
+                     "[security] http_cert and http_key)",
+                     listen);
     //  The HTTP thread inherits a blocked signal mask: signals go to the
     //  core thread, whose poll they interrupt.
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
     unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG |
-                         MHD_USE_AUTO | (ipv6 ? MHD_USE_IPv6 : 0);
+                         MHD_USE_AUTO | (ipv6 ? MHD_USE_IPv6 : 0) |
+                         (self->tls_cert ? MHD_USE_TLS : 0);
+    //  Without TLS the key and certificate options are left out: the list
+    //  ends at the first MHD_OPTION_END.
     self->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, s_on_request, self, MHD_OPTION_EXTERNAL_LOGGER,
         s_log, self, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
         MHD_OPTION_NOTIFY_COMPLETED, s_on_completed, self,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)EVR_DEFAULT_HTTP_CONNECTIONS,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)EVR_DEFAULT_HTTP_IDLE_S,
+        self->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END,
+        self->tls_cert, MHD_OPTION_HTTPS_MEM_KEY, self->tls_key,
         MHD_OPTION_END);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (!self->daemon) {
-        snprintf(err, errlen, "http: cannot serve on %s", listen);
+        snprintf(err, errlen, "http: cannot serve on %s%s", listen,
+                 self->tls_cert ? " (is the TLS key the certificate's?)" : "");
         close(fd);
         evr_http_destroy(&self);
         return NULL;
     }
-    zsys_info("http: serving on %s (POST /mi, GET /metrics, GET /health)%s",
-              listen, self->auth ? ", credentials required" : "");
+    zsys_info("http: serving %s on %s (POST /mi, GET /metrics, GET "
+              "/health)%s",
+              self->tls_cert ? "HTTPS" : "HTTP", listen,
+              self->auth ? ", credentials required" : "");
     return self;
 }
 
@@ -668,6 +718,10 @@ void evr_http_destroy(evr_http_t **self_p)
         MHD_stop_daemon(self->daemon); //  joins the HTTP thread
     if (self->core)
         zmq_close(self->core);
+    if (self->tls_key)
+        sodium_memzero(self->tls_key, strlen(self->tls_key));
+    free(self->tls_key);
+    free(self->tls_cert);
     free(self);
 }
 

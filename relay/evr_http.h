@@ -19,6 +19,10 @@
     credentials the caller is the operator EVR_POLICY_LOCAL. GET /health
     stays open: it says live and ready, nothing else. Bound beyond loopback
     without credentials, the face refuses to start unless insecure is set.
+
+    TLS: with a certificate and its key (PEM files), the face serves HTTPS
+    only (libmicrohttpd over GnuTLS), so credentials and call data never
+    cross the network in clear.
 */
 #ifndef EVR_HTTP_H_INCLUDED
 #define EVR_HTTP_H_INCLUDED
@@ -33,16 +37,24 @@
 
 typedef struct _evr_http_t evr_http_t;
 
-//  Bind listen ("ADDR:PORT", "[ADDR6]:PORT", ADDR a literal or a host
-//  name) and start serving. Requests go to the core over a DEALER
-//  connected to core_endpoint in zmq_ctx; a request body over max_body
-//  bytes is refused (413). policy (read-only, must outlive the face) holds
-//  the credentials; an address beyond loopback without credentials is
-//  refused unless insecure. NULL with a reason in err on failure.
-evr_http_t *evr_http_new(const char *listen, void *zmq_ctx,
-                         const char *core_endpoint, size_t max_body,
-                         const evr_policy_rules_t *policy, bool insecure,
-                         char *err, size_t errlen);
+//  What the face serves and how.
+typedef struct {
+    const char *listen; //  "ADDR:PORT" or "[ADDR6]:PORT", ADDR may be a name
+    size_t max_body;    //  request bodies over it are refused (413)
+    //  credentials (read-only, must outlive the face)
+    const evr_policy_rules_t *policy;
+    bool insecure; //  serve beyond loopback without credentials
+    //  PEM files: the certificate (chain) and its unencrypted key; both
+    //  NULL = plain HTTP
+    const char *tls_cert, *tls_key;
+} evr_http_opts_t;
+
+//  Bind opts->listen and start serving. Requests go to the core over a
+//  DEALER connected to core_endpoint in zmq_ctx. An address beyond
+//  loopback without credentials is refused unless insecure. NULL with a
+//  reason in err on failure.
+evr_http_t *evr_http_new(const evr_http_opts_t *opts, void *zmq_ctx,
+                         const char *core_endpoint, char *err, size_t errlen);
 
 //  How many requests were answered 401 (any thread; 0 for NULL).
 uint64_t evr_http_unauthorized(const evr_http_t *self);

@@ -396,11 +396,15 @@ evr_relay_t *evr_relay_new(const evr_config_t *cfg, char *err, size_t errlen)
     if (cfg->http && *cfg->http) {
         self->http_core =
             s_router(self->ctx, NULL, -1, EVR_HTTP_CORE_ENDPOINT, err, errlen);
+        evr_http_opts_t opts = {.listen = cfg->http,
+                                .max_body = cfg->max_control_bytes,
+                                .policy = cfg->policy,
+                                .insecure = cfg->insecure,
+                                .tls_cert = cfg->http_cert,
+                                .tls_key = cfg->http_key};
         if (self->http_core)
-            self->http =
-                evr_http_new(cfg->http, self->ctx, EVR_HTTP_CORE_ENDPOINT,
-                             cfg->max_control_bytes, cfg->policy, cfg->insecure,
-                             err, errlen);
+            self->http = evr_http_new(&opts, self->ctx, EVR_HTTP_CORE_ENDPOINT,
+                                      err, errlen);
         if (!self->http) {
             evr_relay_destroy(&self);
             return NULL;
