@@ -126,6 +126,8 @@ struct _evr_cluster_t {
     s_peer_t *peers[EVR_CLUSTER_MAX_PEERS];
     size_t npeers;
     zlistx_t *aliases;   //  endpoints that turned out to be this relay
+    zhashx_t *keyless;   //  endpoints warned about: no certificate
+    uint64_t removals;   //  evr_auth_removals of the peers dir acted on
     zhashx_t *instances; //  origin -> newest instance known (uint64_t *)
     zhashx_t *gapbufs;   //  "origin\ninstance" -> s_gapbuf_t
     evr_hlc_t *hlc;
@@ -487,11 +489,17 @@ static int s_secure(evr_cluster_t *self, void *sock, const char *endpoint)
     if (!self->auth)
         return 0;
     if (evr_auth_endpoint_key(self->auth, true, endpoint, key) == 0 &&
-        evr_auth_client(self->auth, sock, key) == 0)
+        evr_auth_client(self->auth, sock, key) == 0) {
+        zhashx_delete(self->keyless, endpoint);
         return 0;
-    zsys_warning("cluster: no certificate with endpoint = %s in [security] "
-                 "peers: not connecting",
-                 endpoint);
+    }
+    //  once per endpoint: peers keep naming it in their member lists
+    if (!zhashx_lookup(self->keyless, endpoint)) {
+        zsys_warning("cluster: no certificate with endpoint = %s in "
+                     "[security] peers: not connecting",
+                     endpoint);
+        zhashx_insert(self->keyless, endpoint, "");
+    }
     return -1;
 }
 
@@ -1385,13 +1393,20 @@ static void s_antientropy(evr_cluster_t *self, int64_t now)
     }
 }
 
+static void s_revoke_links(evr_cluster_t *self);
+
 //  Run what is due.
 static void s_tick(evr_cluster_t *self, int64_t now)
 {
     if (self->router) {
+        uint64_t removals = evr_auth_removals(self->auth, EVR_AUTH_CLUSTER);
+        if (removals != self->removals) {
+            self->removals = removals;
+            s_revoke_links(self);
+        }
         //  the XPUB hands up its subscribers' (un)subscriptions: unused
         char sub[64];
-        for (int n = 0; n < 1000; n++)
+        for (int n = 0; self->pub && n < 1000; n++)
             if (zmq_recv(self->pub, sub, sizeof sub, ZMQ_DONTWAIT) < 0)
                 break;
         if (now >= self->next_hb_ms) {
@@ -1509,6 +1524,40 @@ static void s_set_welcome(evr_cluster_t *self)
     free(buf);
 }
 
+//  Create the XPUB, make it a CURVE server, bind it next to the ROUTER on
+//  any port, and set its welcome. Returns 0, or -1 with a reason (the
+//  socket is then closed).
+static int s_pub_open(evr_cluster_t *self, char *err, size_t errlen)
+{
+    char *pub_bind = s_pub_bind_endpoint(self->cfg->cluster);
+    self->pub = s_socket(self, ZMQ_XPUB);
+    int rc = 0;
+    if (!pub_bind || !self->pub) {
+        snprintf(err, errlen, "out of memory");
+        rc = -1;
+    } else if (evr_auth_server(self->auth, self->pub, EVR_AUTH_CLUSTER, err,
+                               errlen))
+        rc = -1;
+    else if (zmq_bind(self->pub, pub_bind)) {
+        snprintf(err, errlen, "cannot bind %s: %s", pub_bind,
+                 zmq_strerror(zmq_errno()));
+        rc = -1;
+    } else {
+        char last[1024];
+        size_t size = sizeof last;
+        zmq_getsockopt(self->pub, ZMQ_LAST_ENDPOINT, last, &size);
+        free(self->pub_endpoint);
+        self->pub_endpoint = strdup(last);
+        s_set_welcome(self);
+    }
+    free(pub_bind);
+    if (rc && self->pub) {
+        zmq_close(self->pub);
+        self->pub = NULL;
+    }
+    return rc;
+}
+
 //  Bind the ROUTER and the PUB, create the SUB.
 static int s_bind(evr_cluster_t *self, char *err, size_t errlen)
 {
@@ -1528,32 +1577,50 @@ static int s_bind(evr_cluster_t *self, char *err, size_t errlen)
                  listen);
         return -1;
     }
+    free(pub_bind);
     self->router = s_socket(self, ZMQ_ROUTER);
-    self->pub = s_socket(self, ZMQ_XPUB);
     self->sub = s_socket(self, ZMQ_SUB);
-    int rc = 0;
     if (evr_auth_server(self->auth, self->router, EVR_AUTH_CLUSTER, err,
-                        errlen) ||
-        evr_auth_server(self->auth, self->pub, EVR_AUTH_CLUSTER, err, errlen))
-        rc = -1;
-    else if (zmq_bind(self->router, listen)) {
+                        errlen))
+        return -1;
+    if (zmq_bind(self->router, listen)) {
         snprintf(err, errlen, "cannot bind %s: %s", listen,
                  zmq_strerror(zmq_errno()));
-        rc = -1;
-    } else if (zmq_bind(self->pub, pub_bind)) {
-        snprintf(err, errlen, "cannot bind %s: %s", pub_bind,
-                 zmq_strerror(zmq_errno()));
-        rc = -1;
-    } else {
-        char last[1024];
-        size_t size = sizeof last;
-        zmq_getsockopt(self->pub, ZMQ_LAST_ENDPOINT, last, &size);
-        self->pub_endpoint = strdup(last);
-        zmq_setsockopt(self->sub, ZMQ_SUBSCRIBE, "", 0);
-        s_set_welcome(self);
+        return -1;
     }
-    free(pub_bind);
-    return rc;
+    zmq_setsockopt(self->sub, ZMQ_SUBSCRIBE, "", 0);
+    return s_pub_open(self, err, errlen);
+}
+
+//  A peer certificate left the peers directory: drop the links of the
+//  peers whose certificate is gone, and reopen the XPUB on a new port.
+//  libzmq cannot disconnect one subscriber, and a revoked relay must not
+//  go on receiving deltas over the connection it made before; the peers
+//  still listed follow the new endpoint from our heartbeats and pull what
+//  they missed meanwhile (a sequence gap).
+static void s_revoke_links(evr_cluster_t *self)
+{
+    for (size_t i = 0; i < self->npeers; i++) {
+        s_peer_t *peer = self->peers[i];
+        char key[41];
+        if (peer->doomed ||
+            evr_auth_endpoint_key(self->auth, true, peer->endpoint, key) == 0)
+            continue;
+        zsys_warning("cluster: the certificate of peer %s left [security] "
+                     "peers: disconnected",
+                     s_peer_name(peer));
+        zhashx_insert(self->keyless, peer->endpoint, "");
+        peer->doomed = true; //  destroyed by s_peers_tick
+    }
+    zmq_close(self->pub);
+    self->pub = NULL;
+    char err[512];
+    if (s_pub_open(self, err, sizeof err))
+        zsys_error("cluster: cannot reopen the delta PUB: %s (deltas wait "
+                   "for the next key change; peers pull)",
+                   err);
+    else
+        zsys_info("cluster: deltas now on %s", self->pub_endpoint);
 }
 
 //  Create the cluster.
@@ -1581,10 +1648,11 @@ evr_cluster_t *evr_cluster_new(void *ctx, evr_auth_t *auth,
     self->repl =
         evr_repl_new((int64_t)cfg->max_lease_s * 1000, cfg->max_skew_ms);
     self->aliases = zlistx_new();
+    self->keyless = zhashx_new();
     self->instances = zhashx_new();
     self->gapbufs = zhashx_new();
     if (!self->node || !self->hlc || !self->repl || !self->aliases ||
-        !self->instances || !self->gapbufs) {
+        !self->keyless || !self->instances || !self->gapbufs) {
         snprintf(err, errlen, "out of memory");
         evr_cluster_destroy(&self);
         return NULL;
@@ -1641,6 +1709,7 @@ void evr_cluster_destroy(evr_cluster_t **self_p)
     evr_repl_destroy(&self->repl);
     evr_hlc_destroy(&self->hlc);
     zlistx_destroy(&self->aliases);
+    zhashx_destroy(&self->keyless);
     zhashx_destroy(&self->instances);
     zhashx_destroy(&self->gapbufs);
     free(self->pub_endpoint);

@@ -35,6 +35,8 @@ typedef struct {
     int domain;       //  keyring domain, or -1 (backends: endpoints only)
     struct timespec mtime;
     zhashx_t *endpoints; //  "endpoint" metadata -> Z85 key (under lock)
+    zhashx_t *keys;      //  the Z85 keys read (handler thread, after start)
+    atomic_uint_fast64_t removals; //  reloads that lost a key
 } s_dir_t;
 
 typedef struct {
@@ -118,6 +120,7 @@ static int s_load_dir(evr_auth_t *self, s_dir_t *dir, char *err, size_t errlen)
     zhashx_t *endpoints = zhashx_new();
     zhashx_set_duplicator(endpoints, (zhashx_duplicator_fn *)strdup);
     zhashx_set_destructor(endpoints, (zhashx_destructor_fn *)zstr_free);
+    zhashx_t *keys = zhashx_new();
     if (dir->domain >= 0)
         evr_keyring_begin(self->ring, dir->domain);
     struct dirent *e;
@@ -140,9 +143,19 @@ static int s_load_dir(evr_auth_t *self, s_dir_t *dir, char *err, size_t errlen)
         const char *endpoint = zcert_meta(cert, "endpoint");
         if (endpoint && *endpoint)
             zhashx_update(endpoints, endpoint, (void *)key);
+        zhashx_update(keys, key, "");
         zcert_destroy(&cert);
     }
     closedir(d);
+    //  a key that was there before and is not now: count a removal
+    for (void *v = dir->keys ? zhashx_first(dir->keys) : NULL; v;
+         v = zhashx_next(dir->keys))
+        if (!zhashx_lookup(keys, zhashx_cursor(dir->keys))) {
+            atomic_fetch_add(&dir->removals, 1);
+            break;
+        }
+    zhashx_destroy(&dir->keys);
+    dir->keys = keys;
     if (dir->domain >= 0)
         evr_keyring_commit(self->ring);
     pthread_mutex_lock(&self->lock);
@@ -376,8 +389,10 @@ void evr_auth_destroy(evr_auth_t **self_p)
         zmq_close(self->cmd_in);
     if (self->cmd_out)
         zmq_close(self->cmd_out);
-    for (int i = 0; i <= EVR_AUTH_DOMAINS; i++)
+    for (int i = 0; i <= EVR_AUTH_DOMAINS; i++) {
         zhashx_destroy(&self->dirs[i].endpoints);
+        zhashx_destroy(&self->dirs[i].keys);
+    }
     evr_keyring_destroy(&self->ring);
     zcert_destroy(&self->cert);
     pthread_mutex_destroy(&self->lock);
@@ -480,4 +495,10 @@ void evr_auth_counts(evr_auth_t *self, evr_auth_domain_t d,
     out->handshake_failed = atomic_load(&c->failed);
     out->revoked = atomic_load(&c->revoked);
     out->keys = evr_keyring_size(self->ring, (int)d);
+}
+
+//  How many reloads of the directory behind domain d dropped a key.
+uint64_t evr_auth_removals(evr_auth_t *self, evr_auth_domain_t d)
+{
+    return self ? atomic_load(&self->dirs[d].removals) : 0;
 }

@@ -75,6 +75,11 @@ int evr_auth_endpoint_key(evr_auth_t *self, bool cluster, const char *endpoint,
 //  Counts a refusal.
 bool evr_auth_permits(evr_auth_t *self, evr_auth_domain_t d, zmq_msg_t *msg);
 
+//  How many times a reload of domain d's key directory found a key gone
+//  (any thread; 0 for NULL): a change tells the owner of long-lived links
+//  (the cluster) to drop those of revoked keys.
+uint64_t evr_auth_removals(evr_auth_t *self, evr_auth_domain_t d);
+
 //  The counters of domain d.
 void evr_auth_counts(evr_auth_t *self, evr_auth_domain_t d,
                      evr_auth_counts_t *out);

@@ -416,6 +416,32 @@ class Security(evrtest.RelayTestCase):
         self.assertEqual(self._subs(intruder), [])
         self.assertGreaterEqual(self.security(a, "cluster")["allowed"], 2)
 
+    def test_cluster_revoked_peer(self):
+        """A peer whose certificate leaves the peers directory loses its
+        links: it gets no delta made after that, while the listed peers
+        still replicate both ways."""
+        self.keys.pair("alice")
+        pa, pb, pc = (self.cluster_pair(n) for n in "ABC")
+        a = self.cluster_relay("A", pa, [])
+        b = self.cluster_relay("B", pb, [a.endpoint])
+        c = self.cluster_relay("C", pc, [a.endpoint])
+        a.subscribe("E_REV", "udp:127.0.0.1:9001")
+        for r in (b, c):
+            wait_until(lambda: len(self._subs(r)) == 1, timeout=15,
+                       what="replication before the revocation")
+        self.keys.revoke("peers", "C")
+        for r in (a, b):
+            wait_until(lambda: "the certificate of peer C left" in r.log(),
+                       timeout=15, what="the revocation acted on")
+        a.subscribe("E_REV", "udp:127.0.0.1:9002")
+        b.subscribe("E_REV", "udp:127.0.0.1:9003")
+        for r in (a, b):
+            wait_until(lambda: len(self._subs(r)) == 3, timeout=15,
+                       what="replication after the revocation")
+        time.sleep(2.0)
+        self.assertEqual([s["socket"] for s in self._subs(c)],
+                         ["udp:127.0.0.1:9001"])
+
     def _subs(self, relay):
         res = relay.ok("subscribers")
         out = []
