@@ -346,39 +346,30 @@ class RabbitMQ(evrtest.RelayTestCase):
                            "timed out" in r.log(), timeout=20.0,
                            what="the failed attempt logged")
 
+    # ---- (5) FAILOVER --------------------------------------------------
+
+    def failover_to_live(self, queue, first_port, n):
+        """FAILOVER from a broker at first_port to the live one: every
+        event delivered, none failed, each in the queue once."""
+        self.queue(queue)
+        r = self.relay(config=CONFIG)
+        event = "E_" + queue.upper()
+        r.subscribe(event, "virtual:FAILOVER %s %s" % (
+            self.spec(queue, port=first_port), self.spec(queue)))
+        socket = self.canonical(r, event)
+        self.blast(r, event, n)
+        t = self.wait_outcomes(r, socket, n)
+        self.assertEqual((t["delivered"], t["failed"]), (n, 0))
+        got = self.consume(queue, n + 1, timeout_ms=3000)
+        self.assertEqual(len(got), n)
+
+    def test_failover_dead_broker_to_live(self):
+        self.failover_to_live("q_fo", evrtest.free_port(), 50)
+
     def test_failover_silent_broker_to_live(self):
         #  a child whose attempt is in progress holds its events until the
         #  attempt fails, then FAILOVER moves them on: none lost
-        self.queue("q_fo_sil")
-        silent = self.silent_broker()
-        r = self.relay(config=CONFIG)
-        spec = "virtual:FAILOVER %s %s" % (
-            self.spec("q_fo_sil", port=silent), self.spec("q_fo_sil"))
-        r.subscribe("E_FO_SIL", spec)
-        socket = self.canonical(r, "E_FO_SIL")
-        n = 20
-        self.blast(r, "E_FO_SIL", n)
-        t = self.wait_outcomes(r, socket, n)
-        self.assertEqual((t["delivered"], t["failed"]), (n, 0))
-        got = self.consume("q_fo_sil", n + 1, timeout_ms=3000)
-        self.assertEqual(len(got), n)
-
-    # ---- (5) FAILOVER --------------------------------------------------
-
-    def test_failover_dead_broker_to_live(self):
-        self.queue("q_fo")
-        dead = evrtest.free_port()
-        r = self.relay(config=CONFIG)
-        spec = "virtual:FAILOVER %s %s" % (self.spec("q_fo", port=dead),
-                                           self.spec("q_fo"))
-        r.subscribe("E_FO", spec)
-        socket = self.canonical(r, "E_FO")
-        n = 50
-        self.blast(r, "E_FO", n)
-        t = self.wait_outcomes(r, socket, n)
-        self.assertEqual((t["delivered"], t["failed"]), (n, 0))
-        got = self.consume("q_fo", n + 1, timeout_ms=3000)
-        self.assertEqual(len(got), n)
+        self.failover_to_live("q_fo_sil", self.silent_broker(), 20)
 
     def test_failover_unroutable_to_routable(self):
         #  OpenSIPS #1510: the first broker takes the connection but cannot
