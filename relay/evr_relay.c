@@ -317,10 +317,27 @@ static int s_check_static(const evr_config_t *cfg, char *err, size_t errlen)
 }
 
 //  Create the relay.
+//  Block or unblock, in the calling thread, the signals the core acts on.
+static void s_core_signals(int how)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(how, &set, NULL);
+}
+
 evr_relay_t *evr_relay_new(const evr_config_t *cfg, char *err, size_t errlen)
 {
     if (s_check_static(cfg, err, errlen))
         return NULL;
+    //  Every thread made from here on (workers, and the threads they make;
+    //  the ZAP handler) inherits the block: the signals go to the core
+    //  thread, whose zmq_poll they interrupt (evr_relay_run unblocks them
+    //  there). Else a worker could take a SIGTERM, and the core would
+    //  notice only at its next timer (up to sweep_ms).
+    s_core_signals(SIG_BLOCK);
     evr_relay_t *self = calloc(1, sizeof *self);
     if (!self) {
         snprintf(err, errlen, "out of memory");
@@ -1499,6 +1516,7 @@ int evr_relay_run(evr_relay_t *self)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    s_core_signals(SIG_UNBLOCK); //  only here (evr_relay_new)
     zsys_info("evrelayd ready: ingest %s, control %s, %d worker(s)",
               self->cfg->ingest, self->cfg->control, self->nworkers);
     int64_t next_sweep = evr_relay_now_ms() + self->cfg->sweep_ms;
