@@ -185,6 +185,9 @@ void evr_config_destroy(evr_config_t **self_p)
     free(self->backends);
     free(self->http_cert);
     free(self->http_key);
+    free(self->http_ca_file);
+    free(self->http_client_cert);
+    free(self->http_client_key);
     s_free_list(self->peers);
     s_free_list(self->catalogue);
     evr_policy_destroy(&self->policy);
@@ -409,6 +412,12 @@ static int s_ini_key(void *user, const char *section, const char *key,
         rc = s_set_opt(s_security_slot(self, key), value);
     else if (!strcmp(section, "security") && !strcmp(key, "insecure"))
         rc = s_parse_bool(value, &self->insecure);
+    else if (!strcmp(section, "http") && !strcmp(key, "ca_file"))
+        rc = s_set_opt(&self->http_ca_file, value);
+    else if (!strcmp(section, "http") && !strcmp(key, "client_cert"))
+        rc = s_set_opt(&self->http_client_cert, value);
+    else if (!strcmp(section, "http") && !strcmp(key, "client_key"))
+        rc = s_set_opt(&self->http_client_key, value);
     else if (!strcmp(section, "cluster") && s_cluster_str_key(key))
         rc = s_cluster_key(self, key, value);
     else if (!strcmp(section, "events") && !strcmp(key, "catalogue")) {

@@ -47,6 +47,9 @@ typedef struct {
     char *tcp_event_param; //  NULL = none
     int connect_timeout_ms;
     int http_timeout_ms;
+    char *http_ca_file;     //  https targets: CA bundle; NULL = the system's
+    char *http_client_cert; //  https targets: client certificate (PEM)
+    char *http_client_key;  //  and its key
     int amqp_heartbeat_s;
     char *flat_delimiter;
     bool flat_suppress_name;

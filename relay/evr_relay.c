@@ -45,7 +45,9 @@
 #include "evrelay.pb-c.h"
 
 #include <czmq.h>
+#include <errno.h>
 #include <signal.h>
+#include <unistd.h>
 
 #define MAX_ENVELOPE 16
 
@@ -300,6 +302,19 @@ static int s_check_plain(const evr_config_t *cfg, char *err, size_t errlen)
 //  at all. Returns 0, or -1 naming the first one refused.
 static int s_check_static(const evr_config_t *cfg, char *err, size_t errlen)
 {
+    const char *files[][2] = {{"ca_file", cfg->http_ca_file},
+                              {"client_cert", cfg->http_client_cert},
+                              {"client_key", cfg->http_client_key}};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++)
+        if (files[i][1] && access(files[i][1], R_OK)) {
+            snprintf(err, errlen, "http.%s: cannot read %s: %s", files[i][0],
+                     files[i][1], strerror(errno));
+            return -1;
+        }
+    if (!cfg->http_client_cert != !cfg->http_client_key) {
+        snprintf(err, errlen, "http: client_cert and client_key go together");
+        return -1;
+    }
     for (size_t i = 0; i < cfg->nsubs; i++) {
         char why[512];
         evr_denial_t denial;
@@ -316,7 +331,6 @@ static int s_check_static(const evr_config_t *cfg, char *err, size_t errlen)
     return 0;
 }
 
-//  Create the relay.
 //  Block or unblock, in the calling thread, the signals the core acts on.
 static void s_core_signals(int how)
 {
@@ -328,6 +342,7 @@ static void s_core_signals(int how)
     pthread_sigmask(how, &set, NULL);
 }
 
+//  Create the relay.
 evr_relay_t *evr_relay_new(const evr_config_t *cfg, char *err, size_t errlen)
 {
     if (s_check_static(cfg, err, errlen))
@@ -355,6 +370,9 @@ evr_relay_t *evr_relay_new(const evr_config_t *cfg, char *err, size_t errlen)
     self->topts.tcp_event_param = cfg->tcp_event_param;
     self->topts.connect_timeout_ms = cfg->connect_timeout_ms;
     self->topts.http_timeout_ms = cfg->http_timeout_ms;
+    self->topts.http_ca_file = cfg->http_ca_file;
+    self->topts.http_client_cert = cfg->http_client_cert;
+    self->topts.http_client_key = cfg->http_client_key;
     self->topts.amqp_heartbeat_s = cfg->amqp_heartbeat_s;
     self->topts.flat_delimiter = cfg->flat_delimiter;
     self->topts.flat_suppress_name = cfg->flat_suppress_name;

@@ -65,15 +65,18 @@ typedef struct {
     int failover_timeout_s; //  virtual FAILOVER: skip a failed child
     bool tcp_reliable;      //  tcp: JSON-RPC requests with ids, replies checked
     int tcp_timeout_ms;     //  tcp: reply timeout in reliable mode
-    const char *tcp_event_param; //  tcp: event_param (NULL = none)
-    int connect_timeout_ms;      //  every connecting transport
-    int http_timeout_ms;         //  http: whole request
-    int amqp_heartbeat_s;        //  rabbitmq: heartbeat (0 = off)
-    size_t queue_limit;          //  per target; virtual children too
-    void *zmq_ctx;               //  the relay's ZeroMQ context (zmq transport)
-    struct _evr_auth_t *auth;    //  CURVE towards zmq subscribers, or NULL
-    const char *flat_delimiter;  //  flatstore delimiter (evid: rewrites)
-    bool flat_suppress_name;     //  flatstore lines without the name
+    const char *tcp_event_param;  //  tcp: event_param (NULL = none)
+    int connect_timeout_ms;       //  every connecting transport
+    int http_timeout_ms;          //  http: whole request
+    const char *http_ca_file;     //  https: CA bundle (NULL = the system's)
+    const char *http_client_cert; //  https: client certificate, or NULL
+    const char *http_client_key;  //  https: its key
+    int amqp_heartbeat_s;         //  rabbitmq: heartbeat (0 = off)
+    size_t queue_limit;           //  per target; virtual children too
+    void *zmq_ctx;                //  the relay's ZeroMQ context (zmq transport)
+    struct _evr_auth_t *auth;     //  CURVE towards zmq subscribers, or NULL
+    const char *flat_delimiter;   //  flatstore delimiter (evid: rewrites)
+    bool flat_suppress_name;      //  flatstore lines without the name
 } evr_target_opts_t;
 
 typedef struct _evr_target_t evr_target_t;

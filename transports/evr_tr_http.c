@@ -178,6 +178,12 @@ static s_req_t *s_req_new(evr_target_t *t, s_state_t *st)
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                      (long)opts->connect_timeout_ms);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)opts->http_timeout_ms);
+    if (opts->http_ca_file)
+        curl_easy_setopt(e, CURLOPT_CAINFO, opts->http_ca_file);
+    if (opts->http_client_cert) {
+        curl_easy_setopt(e, CURLOPT_SSLCERT, opts->http_client_cert);
+        curl_easy_setopt(e, CURLOPT_SSLKEY, opts->http_client_key);
+    }
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, s_discard);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, req->error);
     curl_easy_setopt(e, CURLOPT_PRIVATE, req);

@@ -278,13 +278,22 @@ class HttpTransport(evrtest.RelayTestCase):
         self.wait_counts(r, (0, 1, 0, 0), timeout=10)
         self.assertLess(time.monotonic() - start, 5.0)
 
-    def test_https_verifies_the_certificate(self):
+    def pem_pair(self, name):
+        """A self-signed certificate for IP 127.0.0.1 and its key:
+        (cert, key) paths."""
         d = self.tempdir()
-        key, cert = os.path.join(d, "key.pem"), os.path.join(d, "cert.pem")
+        key = os.path.join(d, name + ".key")
+        cert = os.path.join(d, name + ".pem")
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048",
                         "-nodes", "-keyout", key, "-out", cert, "-days", "1",
-                        "-subj", "/CN=127.0.0.1"], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                        "-subj", "/CN=127.0.0.1",
+                        "-addext", "subjectAltName=IP:127.0.0.1"],
+                       check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        return cert, key
+
+    def test_https_verifies_the_certificate(self):
+        cert, key = self.pem_pair("server")
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(cert, key)
         hook = self.webhook(tls_context=ctx)
@@ -295,6 +304,48 @@ class HttpTransport(evrtest.RelayTestCase):
         self.wait_counts(r, (0, 1, 0, 0))
         self.assertEqual(hook.requests, [])
         self.assertRegex(r.log(), "(?i)certificate")
+
+    def test_https_private_ca_and_client_certificate(self):
+        """[http] ca_file trusts a private CA; client_cert and client_key
+        authenticate the relay to a webhook that requires them (mutual
+        TLS); without them the webhook refuses the handshake."""
+        server_cert, server_key = self.pem_pair("server")
+        client_cert, client_key = self.pem_pair("client")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(server_cert, server_key)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(client_cert)
+        hook = self.webhook(tls_context=ctx)
+        ca_only = "[http]\nca_file = %s\n" % server_cert
+        mutual = ca_only + "client_cert = %s\nclient_key = %s\n" % (
+            client_cert, client_key)
+        r = self.relay(config=mutual)
+        r.subscribe("E_MTLS", hook.url(scheme="https"))
+        r.raise_event("E_MTLS", {"n": 1})
+        self.wait_counts(r, (1, 0, 0, 0))
+        self.assertEqual(hook.bodies(), [jsonrpc("E_MTLS", {"n": 1})])
+        r.stop()
+        r2 = self.relay(config=ca_only)
+        r2.subscribe("E_MTLS", hook.url(scheme="https"))
+        r2.raise_event("E_MTLS", {"n": 2})
+        self.wait_counts(r2, (0, 1, 0, 0))
+        self.assertEqual(len(hook.bodies()), 1)
+
+    def test_bad_tls_files_refused_at_start(self):
+        cert, key = self.pem_pair("client")
+        missing = os.path.join(self.tempdir(), "missing.pem")
+        for config, message in (
+                ("[http]\nca_file = %s\n" % missing,
+                 "http.ca_file: cannot read %s: No such file" % missing),
+                ("[http]\nclient_cert = %s\n" % cert,
+                 "http: client_cert and client_key go together")):
+            r = evrtest.Relay(config=config)
+            self.addCleanup(r.cleanup)
+            p = subprocess.run(r.command(), stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, timeout=20)
+            self.assertEqual(p.returncode, 1, p.stdout)
+            self.assertIn(message, p.stdout.decode())
 
     def test_failover_from_500_to_200(self):
         bad, good = self.webhook(status=500), self.webhook()
