@@ -346,6 +346,21 @@ class RabbitMQ(evrtest.RelayTestCase):
                            "timed out" in r.log(), timeout=20.0,
                            what="the failed attempt logged")
 
+    def test_stop_during_a_hanging_connect(self):
+        #  the relay stops at once, cleanly, while an attempt hangs on its
+        #  own thread (the worker it would have blocked joins at once)
+        silent = self.silent_broker()
+        r = self.relay(config="[relay]\nconnect_timeout_ms = 20000\n",
+                       workers=1)
+        r.subscribe("E_HANG", self.spec("q_hang", port=silent))
+        r.raise_event("E_HANG", {"n": 1})
+        evrtest.wait_until(lambda: (r.target(self.canonical(r, "E_HANG"))
+                                    or {}).get("queued") == 1,
+                           what="the event waiting for the connection")
+        t0 = time.monotonic()
+        self.assertEqual(r.stop(), 0, r.log())
+        self.assertLess(time.monotonic() - t0, 5.0)
+
     # ---- (5) FAILOVER --------------------------------------------------
 
     def failover_to_live(self, queue, first_port, n):
