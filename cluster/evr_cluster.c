@@ -1394,6 +1394,7 @@ static void s_antientropy(evr_cluster_t *self, int64_t now)
 }
 
 static void s_revoke_links(evr_cluster_t *self);
+static int s_pub_open(evr_cluster_t *self, char *err, size_t errlen);
 
 //  Run what is due.
 static void s_tick(evr_cluster_t *self, int64_t now)
@@ -1403,6 +1404,11 @@ static void s_tick(evr_cluster_t *self, int64_t now)
         if (removals != self->removals) {
             self->removals = removals;
             s_revoke_links(self);
+        } else if (!self->pub) {
+            //  the reopen failed: try again each tick
+            char err[512];
+            if (s_pub_open(self, err, sizeof err) == 0)
+                zsys_info("cluster: deltas now on %s", self->pub_endpoint);
         }
         //  the XPUB hands up its subscribers' (un)subscriptions: unused
         char sub[64];
@@ -1616,8 +1622,8 @@ static void s_revoke_links(evr_cluster_t *self)
     self->pub = NULL;
     char err[512];
     if (s_pub_open(self, err, sizeof err))
-        zsys_error("cluster: cannot reopen the delta PUB: %s (deltas wait "
-                   "for the next key change; peers pull)",
+        zsys_error("cluster: cannot reopen the delta PUB: %s (retried "
+                   "each tick; meanwhile peers pull)",
                    err);
     else
         zsys_info("cluster: deltas now on %s", self->pub_endpoint);
