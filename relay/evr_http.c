@@ -25,6 +25,7 @@
 #include "evrelay.pb-c.h"
 
 #include <czmq.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netdb.h>
@@ -55,6 +56,9 @@ struct _evr_http_t {
     uint64_t unauthorized;            //  atomic: 401 answers
     uint64_t too_large;               //  atomic: bodies over max_body (413)
     char *tls_cert, *tls_key;         //  PEM text for HTTPS, or NULL
+    char *cert_path, *key_path;       //  where they are read from (reload)
+    int fd;                           //  the listening socket
+    bool ipv6;
 };
 
 //  Where a request goes.
@@ -570,6 +574,48 @@ static int s_listen(const char *listen_at, bool *ipv6, bool *loopback,
     return fd;
 }
 
+//  Start serving on a duplicate of self->fd with the current certificate,
+//  if any: the daemon, or NULL. libmicrohttpd owns the duplicate (it
+//  closes it on a failed start too), so self->fd outlives every daemon.
+static struct MHD_Daemon *s_start(evr_http_t *self)
+{
+    int fd = fcntl(self->fd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0)
+        return NULL;
+    //  The HTTP thread inherits a blocked signal mask: signals go to the
+    //  core thread, whose poll they interrupt.
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    //  MHD_USE_ITC: a reload quiesces the daemon to take its socket back
+    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG |
+                         MHD_USE_AUTO | MHD_USE_ITC |
+                         (self->ipv6 ? MHD_USE_IPv6 : 0) |
+                         (self->tls_cert ? MHD_USE_TLS : 0);
+    //  Without TLS the key and certificate options are left out: the list
+    //  ends at the first MHD_OPTION_END.
+    struct MHD_Daemon *daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, s_on_request, self, MHD_OPTION_EXTERNAL_LOGGER,
+        s_log, self, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+        MHD_OPTION_NOTIFY_COMPLETED, s_on_completed, self,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)EVR_DEFAULT_HTTP_CONNECTIONS,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)EVR_DEFAULT_HTTP_IDLE_S,
+        self->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END,
+        self->tls_cert, MHD_OPTION_HTTPS_MEM_KEY, self->tls_key,
+        MHD_OPTION_END);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return daemon;
+}
+
+//  Free a PEM key, wiping it first.
+static void s_free_key(char **key_p)
+{
+    if (*key_p)
+        sodium_memzero(*key_p, strlen(*key_p));
+    free(*key_p);
+    *key_p = NULL;
+}
+
 //  Read a PEM file (at most 1 MiB) into a string. NULL with a reason in
 //  err on failure.
 static char *s_read_pem(const char *path, const char *what, char *err,
@@ -603,6 +649,7 @@ evr_http_t *evr_http_new(const evr_http_opts_t *opts, void *zmq_ctx,
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    self->fd = -1;
     if (!opts->tls_cert != !opts->tls_key) {
         snprintf(err, errlen,
                  "http: TLS needs both a certificate "
@@ -611,7 +658,9 @@ evr_http_t *evr_http_new(const evr_http_opts_t *opts, void *zmq_ctx,
         return NULL;
     }
     if (opts->tls_cert &&
-        (!(self->tls_cert =
+        (!(self->cert_path = strdup(opts->tls_cert)) ||
+         !(self->key_path = strdup(opts->tls_key)) ||
+         !(self->tls_cert =
                s_read_pem(opts->tls_cert, "certificate", err, errlen)) ||
          !(self->tls_key = s_read_pem(opts->tls_key, "key", err, errlen)))) {
         evr_http_destroy(&self);
@@ -666,31 +715,13 @@ evr_http_t *evr_http_new(const evr_http_opts_t *opts, void *zmq_ctx,
                      "and events cross the network in clear (set "
                      "[security] http_cert and http_key)",
                      listen);
-    //  The HTTP thread inherits a blocked signal mask: signals go to the
-    //  core thread, whose poll they interrupt.
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG |
-                         MHD_USE_AUTO | (ipv6 ? MHD_USE_IPv6 : 0) |
-                         (self->tls_cert ? MHD_USE_TLS : 0);
-    //  Without TLS the key and certificate options are left out: the list
-    //  ends at the first MHD_OPTION_END.
-    self->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, s_on_request, self, MHD_OPTION_EXTERNAL_LOGGER,
-        s_log, self, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
-        MHD_OPTION_NOTIFY_COMPLETED, s_on_completed, self,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)EVR_DEFAULT_HTTP_CONNECTIONS,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)EVR_DEFAULT_HTTP_IDLE_S,
-        self->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END,
-        self->tls_cert, MHD_OPTION_HTTPS_MEM_KEY, self->tls_key,
-        MHD_OPTION_END);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    self->fd = fd;
+    self->ipv6 = ipv6;
+    self->daemon = s_start(self);
     if (!self->daemon) {
         snprintf(err, errlen, "http: cannot serve on %s%s", listen,
                  self->tls_cert ? " (is the TLS key the certificate's?)" : "");
-        close(fd);
-        evr_http_destroy(&self);
+        evr_http_destroy(&self); //  closes fd
         return NULL;
     }
     zsys_info("http: serving %s on %s (POST /mi, GET /metrics, GET "
@@ -716,13 +747,64 @@ void evr_http_destroy(evr_http_t **self_p)
     __atomic_store_n(&self->stopping, 1, __ATOMIC_RELAXED);
     if (self->daemon)
         MHD_stop_daemon(self->daemon); //  joins the HTTP thread
+    if (self->fd >= 0)
+        close(self->fd);
     if (self->core)
         zmq_close(self->core);
-    if (self->tls_key)
-        sodium_memzero(self->tls_key, strlen(self->tls_key));
-    free(self->tls_key);
+    s_free_key(&self->tls_key);
     free(self->tls_cert);
+    free(self->cert_path);
+    free(self->key_path);
     free(self);
+}
+
+//  Read the certificate and key again and serve with them.
+int evr_http_reload(evr_http_t *self, char *err, size_t errlen)
+{
+    if (!self || !self->cert_path)
+        return 0;
+    char *cert = s_read_pem(self->cert_path, "certificate", err, errlen);
+    char *key = cert ? s_read_pem(self->key_path, "key", err, errlen) : NULL;
+    if (!key) {
+        free(cert);
+        return -1;
+    }
+    if (self->daemon) {
+        MHD_socket fd = MHD_quiesce_daemon(self->daemon);
+        if (fd == MHD_INVALID_SOCKET) {
+            snprintf(err, errlen,
+                     "http: cannot take the listening socket back");
+            free(cert);
+            s_free_key(&key);
+            return -1;
+        }
+        MHD_stop_daemon(self->daemon); //  joins the HTTP thread
+        close(fd);                     //  its duplicate of self->fd
+        self->daemon = NULL;
+    }
+    char *old_cert = self->tls_cert, *old_key = self->tls_key;
+    self->tls_cert = cert;
+    self->tls_key = key;
+    self->daemon = s_start(self);
+    if (self->daemon) {
+        free(old_cert);
+        s_free_key(&old_key);
+        zsys_info("http: serving HTTPS with the certificate read again "
+                  "from %s",
+                  self->cert_path);
+        return 0;
+    }
+    //  the new pair does not go together: serve on with the old one
+    free(self->tls_cert);
+    s_free_key(&self->tls_key);
+    self->tls_cert = old_cert;
+    self->tls_key = old_key;
+    self->daemon = s_start(self);
+    snprintf(err, errlen,
+             "http: cannot serve with the certificate and key read again "
+             "(is the TLS key the certificate's?): %s",
+             self->daemon ? "kept the ones read before" : "not serving");
+    return -1;
 }
 
 //  How many request bodies over max_body were refused so far.

@@ -56,6 +56,13 @@ typedef struct {
 evr_http_t *evr_http_new(const evr_http_opts_t *opts, void *zmq_ctx,
                          const char *core_endpoint, char *err, size_t errlen);
 
+//  With TLS, read the certificate and key files again and serve new
+//  connections with them (SIGHUP: a renewed certificate needs no
+//  restart); connections in progress are closed. A pair that cannot be
+//  read or does not go together leaves the old one in use. Returns 0 (also
+//  without TLS), or -1 with a reason.
+int evr_http_reload(evr_http_t *self, char *err, size_t errlen);
+
 //  How many requests were answered 401 (any thread; 0 for NULL).
 uint64_t evr_http_unauthorized(const evr_http_t *self);
 

@@ -1561,6 +1561,9 @@ int evr_relay_run(evr_relay_t *self)
             s_hup = 0;
             evr_target_reopen_all();
             zsys_info("SIGHUP: reopening flatstore files");
+            char why[512];
+            if (evr_http_reload(self->http, why, sizeof why))
+                zsys_error("SIGHUP: %s", why);
         }
         if (rc > 0 && (items[2].revents & ZMQ_POLLIN))
             s_drain_trackers(self);

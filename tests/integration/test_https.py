@@ -10,6 +10,8 @@ installs it): self-signed, for IP 127.0.0.1, trusted by the test client.
 import http.client
 import json
 import os
+import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -125,6 +127,51 @@ class Https(evrtest.RelayTestCase):
         self.relay(args=["--http", "127.0.0.1:%d" % self.port],
                    config=config)
         self.assertEqual(self.request("GET", "/health", token=None)[0], 200)
+
+    def verified_by(self, cafile):
+        """Whether a GET /health whose client trusts only cafile works."""
+        ctx = ssl.create_default_context(cafile=cafile)
+        conn = http.client.HTTPSConnection("127.0.0.1", self.port,
+                                           timeout=10, context=ctx)
+        try:
+            conn.request("GET", "/health")
+            return conn.getresponse().status == 200
+        except ssl.SSLError:
+            return False
+        finally:
+            conn.close()
+
+    def test_sighup_reads_a_renewed_certificate(self):
+        r = self.start()
+        old = os.path.join(self.dir, "old.pem")
+        shutil.copy(self.cert, old)
+        new_cert, new_key = make_cert(self.dir, "renewed")
+        shutil.copy(new_cert, self.cert)
+        shutil.copy(new_key, self.key)
+        self.assertTrue(self.verified_by(old))  # not read before SIGHUP
+        os.kill(r.pid, signal.SIGHUP)
+        evrtest.wait_until(lambda: self.verified_by(new_cert),
+                           what="the renewed certificate served")
+        self.assertFalse(self.verified_by(old))
+        #  a key that does not go with the certificate: the pair in use
+        #  stays, and the reason is logged
+        _, other_key = make_cert(self.dir, "other")
+        shutil.copy(other_key, self.key)
+        os.kill(r.pid, signal.SIGHUP)
+        evrtest.wait_until(lambda: "kept the ones read before" in r.log(),
+                           what="the refused pair logged")
+        self.assertTrue(self.verified_by(new_cert))
+        #  an unreadable key: the same
+        with open(self.key, "w") as f:
+            f.write("garbage\n")
+        os.kill(r.pid, signal.SIGHUP)
+        evrtest.wait_until(
+            lambda: "SIGHUP: http: cannot read the TLS key %s: not a PEM "
+                    "file" % self.key in r.log(),
+            what="the unreadable key logged")
+        self.assertTrue(self.verified_by(new_cert))
+        self.assertEqual(self.mi("evi:list", [])["id"], 7)
+        self.assertEqual(r.stop(), 0)
 
     def refused(self, *args):
         """evrelayd with these HTTP flags must refuse to start: its
