@@ -47,6 +47,7 @@
 #include <czmq.h>
 #include <errno.h>
 #include <signal.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
 
 #define MAX_ENVELOPE 16
@@ -147,18 +148,6 @@ struct _evr_relay_t {
     int64_t boot_us;
     uint64_t raises;
 };
-
-static volatile sig_atomic_t s_stop;
-static volatile sig_atomic_t s_hup;
-
-//  Signal handler: remember what arrived; the loop acts on it.
-static void s_on_signal(int sig)
-{
-    if (sig == SIGHUP)
-        s_hup = 1;
-    else
-        s_stop = 1;
-}
 
 //  The relay's clock, ms since the epoch.
 int64_t evr_relay_now_ms(void)
@@ -331,28 +320,20 @@ static int s_check_static(const evr_config_t *cfg, char *err, size_t errlen)
     return 0;
 }
 
-//  Block or unblock, in the calling thread, the signals the core acts on.
-static void s_core_signals(int how)
-{
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGHUP);
-    pthread_sigmask(how, &set, NULL);
-}
-
 //  Create the relay.
 evr_relay_t *evr_relay_new(const evr_config_t *cfg, char *err, size_t errlen)
 {
     if (s_check_static(cfg, err, errlen))
         return NULL;
-    //  Every thread made from here on (workers, and the threads they make;
-    //  the ZAP handler) inherits the block: the signals go to the core
-    //  thread, whose zmq_poll they interrupt (evr_relay_run unblocks them
-    //  there). Else a worker could take a SIGTERM, and the core would
-    //  notice only at its next timer (up to sweep_ms).
-    s_core_signals(SIG_BLOCK);
+    //  The signals the core acts on stay blocked in this thread and in
+    //  every thread made from here on (workers, the threads they make, the
+    //  ZAP handler): evr_relay_run reads them from a signalfd.
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
     evr_relay_t *self = calloc(1, sizeof *self);
     if (!self) {
         snprintf(err, errlen, "out of memory");
@@ -1524,30 +1505,62 @@ static void s_drain_control(evr_relay_t *self, void *sock)
     s_answer_all(self, sock, ans, n);
 }
 
+//  Read what the signalfd holds: SIGHUP reopens flatstore files and
+//  reloads the HTTPS certificate. Returns true when a stop was asked
+//  (SIGINT, SIGTERM).
+static bool s_on_signals(evr_relay_t *self, int sfd)
+{
+    bool stop = false, hup = false;
+    struct signalfd_siginfo info;
+    while (read(sfd, &info, sizeof info) == sizeof info) {
+        if (info.ssi_signo == SIGHUP)
+            hup = true;
+        else
+            stop = true;
+    }
+    if (hup) {
+        evr_target_reopen_all();
+        zsys_info("SIGHUP: reopening flatstore files");
+        char why[512];
+        if (evr_http_reload(self->http, why, sizeof why))
+            zsys_error("SIGHUP: %s", why);
+    }
+    return stop;
+}
+
 //  Serve until SIGINT/SIGTERM.
 int evr_relay_run(evr_relay_t *self)
 {
-    struct sigaction sa = {0};
-    sa.sa_handler = s_on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
+    //  The signals stay blocked (evr_relay_new) and arrive through a
+    //  signalfd the loop polls: one that comes between two polls is not
+    //  missed, as it would be by a handler setting a flag just before
+    //  zmq_poll goes to sleep.
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    int sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (sfd < 0) {
+        zsys_error("signalfd: %s", strerror(errno));
+        return -1;
+    }
     signal(SIGPIPE, SIG_IGN);
-    s_core_signals(SIG_UNBLOCK); //  only here (evr_relay_new)
     zsys_info("evrelayd ready: ingest %s, control %s, %d worker(s)",
               self->cfg->ingest, self->cfg->control, self->nworkers);
     int64_t next_sweep = evr_relay_now_ms() + self->cfg->sweep_ms;
-    while (!s_stop) {
-        zmq_pollitem_t items[4 + EVR_CLUSTER_MAX_POLL] = {
+    bool stop = false;
+    while (!stop) {
+        zmq_pollitem_t items[5 + EVR_CLUSTER_MAX_POLL] = {
             {self->ingest, 0, ZMQ_POLLIN, 0},
             {self->control, 0, ZMQ_POLLIN, 0},
             {NULL, evr_trackq_fd(self->trackq), ZMQ_POLLIN, 0},
+            {NULL, sfd, ZMQ_POLLIN, 0},
             {self->http_core, 0, ZMQ_POLLIN, 0}};
         int64_t now = evr_relay_now_ms();
         long timeout = next_sweep > now ? (long)(next_sweep - now) : 0;
         //  the cluster's sockets follow ours, and its timers bound the wait
-        size_t nbase = self->http_core ? 4 : 3, ncluster = 0;
+        size_t nbase = self->http_core ? 5 : 4, ncluster = 0;
         if (self->cluster) {
             ncluster = evr_cluster_poll_items(self->cluster, items + nbase,
                                               EVR_CLUSTER_MAX_POLL);
@@ -1557,19 +1570,13 @@ int evr_relay_run(evr_relay_t *self)
         int rc = zmq_poll(items, (int)(nbase + ncluster), timeout);
         if (rc < 0 && zmq_errno() != EINTR)
             break;
-        if (s_hup) {
-            s_hup = 0;
-            evr_target_reopen_all();
-            zsys_info("SIGHUP: reopening flatstore files");
-            char why[512];
-            if (evr_http_reload(self->http, why, sizeof why))
-                zsys_error("SIGHUP: %s", why);
-        }
+        if (rc > 0 && (items[3].revents & ZMQ_POLLIN))
+            stop = s_on_signals(self, sfd);
         if (rc > 0 && (items[2].revents & ZMQ_POLLIN))
             s_drain_trackers(self);
         if (rc > 0 && (items[1].revents & ZMQ_POLLIN))
             s_drain_control(self, self->control);
-        if (rc > 0 && self->http_core && (items[3].revents & ZMQ_POLLIN))
+        if (rc > 0 && self->http_core && (items[4].revents & ZMQ_POLLIN))
             s_drain_control(self, self->http_core);
         if (rc > 0 && (items[0].revents & ZMQ_POLLIN))
             s_drain_ingest(self);
@@ -1582,6 +1589,7 @@ int evr_relay_run(evr_relay_t *self)
             next_sweep = now + self->cfg->sweep_ms;
         }
     }
+    close(sfd);
     zsys_info("evrelayd stopping");
     return 0;
 }

@@ -21,7 +21,7 @@ typedef struct _evr_relay_t evr_relay_t;
 //  subscriptions of cfg (which must outlive the relay). NULL with a reason
 //  in err on failure. Blocks SIGINT, SIGTERM and SIGHUP in the calling
 //  thread (so in every thread it starts); evr_relay_run, called from the
-//  same thread, takes them.
+//  same thread, reads them from a signalfd.
 evr_relay_t *evr_relay_new(const evr_config_t *cfg, char *err, size_t errlen);
 
 //  Stop the workers, close everything, free, NULL the pointer.
