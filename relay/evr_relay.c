@@ -320,6 +320,17 @@ static int s_check_static(const evr_config_t *cfg, char *err, size_t errlen)
     return 0;
 }
 
+//  The signals the core acts on: SIGINT and SIGTERM stop, SIGHUP reloads.
+static sigset_t s_core_signals(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    return set;
+}
+
 //  Create the relay.
 evr_relay_t *evr_relay_new(const evr_config_t *cfg, char *err, size_t errlen)
 {
@@ -328,11 +339,7 @@ evr_relay_t *evr_relay_new(const evr_config_t *cfg, char *err, size_t errlen)
     //  The signals the core acts on stay blocked in this thread and in
     //  every thread made from here on (workers, the threads they make, the
     //  ZAP handler): evr_relay_run reads them from a signalfd.
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGHUP);
+    sigset_t set = s_core_signals();
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     evr_relay_t *self = calloc(1, sizeof *self);
     if (!self) {
@@ -1535,11 +1542,7 @@ int evr_relay_run(evr_relay_t *self)
     //  signalfd the loop polls: one that comes between two polls is not
     //  missed, as it would be by a handler setting a flag just before
     //  zmq_poll goes to sleep.
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGHUP);
+    sigset_t set = s_core_signals();
     int sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     if (sfd < 0) {
         zsys_error("signalfd: %s", strerror(errno));
